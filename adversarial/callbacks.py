@@ -1,0 +1,214 @@
+"""Callbacks of a training run: checkpoints that resume exactly, sample grids,
+and a guard that stops a diverged run before it overwrites good weights."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from adversarial import images as images_lib
+
+STATE_FILE = "state.json"
+
+
+class TrainingDivergedError(RuntimeError):
+  """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def read_state(checkpoint_dir: str) -> Optional[dict]:
+  """The last complete checkpoint's record, or None when there is none.
+
+  Returns:
+    {'epoch': epochs completed, 'weights': path of the weights file, ...}.
+  """
+  path = os.path.join(checkpoint_dir, STATE_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    state = json.load(f)
+  state["weights"] = os.path.join(checkpoint_dir, state["weights"])
+  return state
+
+
+def weights_path(checkpoint_dir: str, epoch: int) -> str:
+  return os.path.join(checkpoint_dir, f"epoch-{epoch:04d}.weights.h5")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+  """Saves the whole training state at the end of every epoch.
+
+  The weights file holds both nets, both optimisers (slots and step counts,
+  hence the learning-rate and momentum schedules) and every random stream.
+  Each file is written under a temporary name and renamed into place, and
+  `state.json` is replaced only after it: a run killed at any moment leaves
+  the last complete checkpoint to resume from.
+  """
+
+  def __init__(self, checkpoint_dir: str, keep: int = 2):
+    super().__init__()
+    self.checkpoint_dir = checkpoint_dir
+    self.keep = keep
+
+  def on_epoch_end(self, epoch, logs=None):
+    os.makedirs(self.checkpoint_dir, exist_ok=True)
+    done = epoch + 1
+    final = weights_path(self.checkpoint_dir, done)
+    tmp = os.path.join(self.checkpoint_dir, f"tmp-{os.getpid()}.weights.h5")
+    self.model.save_weights(tmp)
+    os.replace(tmp, final)
+    logs = {k: float(v) for k, v in (logs or {}).items()}
+    _atomic_write_text(
+        os.path.join(self.checkpoint_dir, STATE_FILE),
+        json.dumps({"epoch": done, "weights": os.path.basename(final),
+                    "logs": logs}, indent=2) + "\n")
+    kept = sorted(glob.glob(os.path.join(self.checkpoint_dir,
+                                         "epoch-*.weights.h5")))
+    for old in kept[:-self.keep]:
+      os.remove(old)
+
+
+class NaNGuard(keras.callbacks.Callback):
+  """Stops training at the first non-finite loss, with a message that says
+  where it happened and which checkpoint is kept.
+
+  It raises `TrainingDivergedError` from inside the batch, so no later
+  callback (checkpoint, samples) runs on the diverged weights.
+  """
+
+  def __init__(self, checkpoint_dir: Optional[str] = None):
+    super().__init__()
+    self.checkpoint_dir = checkpoint_dir
+    self._epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    bad = {k: float(v) for k, v in (logs or {}).items()
+           if not math.isfinite(float(v))}
+    if not bad:
+      return
+    kept = "no checkpoint had been written yet"
+    if self.checkpoint_dir:
+      state = read_state(self.checkpoint_dir)
+      if state:
+        kept = (f"the last good checkpoint, {state['weights']} (epoch "
+                f"{state['epoch']}), is kept")
+    raise TrainingDivergedError(
+        f"training diverged at epoch {self._epoch + 1}, step {batch + 1}: "
+        f"{', '.join(f'{k}={v}' for k, v in bad.items())}. Training "
+        f"stopped; {kept}. Lower the learning rate (or change the "
+        f"optimiser) and rerun.")
+
+
+class SampleGrid(keras.callbacks.Callback):
+  """Writes a grid of G's samples from one fixed z at the end of each epoch:
+  `<sample_dir>/epoch-NNNN.png`, and the same picture to TensorBoard."""
+
+  def __init__(self, sample_dir: str, rows: int = 10, seed: int = 0,
+               output_activation: str = "sigmoid",
+               tensorboard_dir: Optional[str] = None):
+    super().__init__()
+    self.sample_dir = sample_dir
+    self.rows = rows
+    self.seed = seed
+    self.output_activation = output_activation
+    self.tensorboard_dir = tensorboard_dir
+    self._writer = None
+
+  def picture(self) -> np.ndarray:
+    samples = self.model.generate(self.rows * self.rows, seed=self.seed)
+    if self.output_activation == "tanh":
+      samples = (samples + 1.0) / 2.0
+    return images_lib.grid(samples, self.rows)
+
+  def on_epoch_end(self, epoch, logs=None):
+    picture = self.picture()
+    images_lib.write_png(
+        os.path.join(self.sample_dir, f"epoch-{epoch + 1:04d}.png"), picture)
+    if self.tensorboard_dir:
+      if self._writer is None:
+        self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
+      with self._writer.as_default():
+        tf.summary.image("samples", picture[None], step=epoch + 1)
+      self._writer.flush()
+
+  def on_train_end(self, logs=None):
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+class ParzenMonitor(keras.callbacks.Callback):
+  """The authors' per-epoch validation score, and the best checkpoint.
+
+  At the end of each epoch it scores validation images under a Parzen window
+  on `num_samples` samples from one fixed z (sigma picked from the paper's
+  grid), adds `val_parzen` and `val_sigma` to the epoch's logs, and saves the
+  weights as `best.weights.h5` (with `best.json`) when the score is the best
+  so far. Evaluation and export use that checkpoint by default: the sister
+  conditional-GAN paper stopped at the best validation log-likelihood.
+  """
+
+  def __init__(self, validation: np.ndarray, checkpoint_dir: str,
+               num_samples: int = 10_000, seed: int = 0,
+               output_activation: str = "sigmoid"):
+    super().__init__()
+    self.validation = validation
+    self.checkpoint_dir = checkpoint_dir
+    self.num_samples = num_samples
+    self.seed = seed
+    self.output_activation = output_activation
+
+  def on_epoch_end(self, epoch, logs=None):
+    from adversarial import evaluation
+    score, sigma = evaluation.validation_monitor_score(
+        self.model, self.validation, self.num_samples, self.seed,
+        self.output_activation)
+    if logs is not None:
+      logs["val_parzen"] = score
+      logs["val_sigma"] = sigma
+    best = read_best(self.checkpoint_dir)
+    if math.isfinite(score) and (best is None or score > best["val_parzen"]):
+      os.makedirs(self.checkpoint_dir, exist_ok=True)
+      tmp = os.path.join(self.checkpoint_dir,
+                         f"tmp-best-{os.getpid()}.weights.h5")
+      self.model.save_weights(tmp)
+      os.replace(tmp, os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
+      _atomic_write_text(
+          os.path.join(self.checkpoint_dir, BEST_FILE),
+          json.dumps({"epoch": epoch + 1, "val_parzen": score,
+                      "val_sigma": sigma, "weights": BEST_WEIGHTS},
+                     indent=2) + "\n")
+
+
+BEST_FILE = "best.json"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def read_best(checkpoint_dir: str) -> Optional[dict]:
+  """The best checkpoint's record ({'epoch', 'val_parzen', 'val_sigma',
+  'weights'}), or None."""
+  path = os.path.join(checkpoint_dir, BEST_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    best = json.load(f)
+  best["weights"] = os.path.join(checkpoint_dir, best["weights"])
+  return best

@@ -1,0 +1,322 @@
+"""Typed, frozen run configurations and the named presets.
+
+A `Config` holds every setting of a run: data, networks, the minimax update,
+the optimiser and the run's length and seed. It is validated once
+(`Config.validate`), written as JSON into the work directory, and compared
+with the one already there when a run resumes.
+
+The library never reads flags: binaries turn flags into a `Config` with
+`dataclasses.replace(preset, **overrides)`, and tests do the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Optional, Tuple
+
+ARCHITECTURES = ("mlp", "conv")
+PRIORS = ("uniform", "normal")
+UPDATES = ("simultaneous", "alternating")
+G_LOSSES = ("non_saturating", "minimax")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta",
+              "adamax", "nadam", "lion")
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "linear")
+HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid", "gelu",
+                      "swish", "softplus")
+# Datasets that are not TFDS builders but are made by the package itself.
+TOY_DATASETS = ("toy_gaussian",)
+
+# Fields that may change between the runs that share one work directory:
+# extending a run (`epochs`) or moving the data (`tfds_*`) keeps it the same
+# run. Every other field changes what is trained.
+RESUMABLE_FIELDS = ("epochs", "tfds_data_dir", "tfds_manual_dir")
+
+
+class ConfigError(ValueError):
+  """A configuration value is outside what the package accepts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every setting of one training run.
+
+  The defaults are the authors' MNIST recipe (`PRESETS["paper_mnist"]`).
+  """
+
+  # Data.
+  dataset: str = "mnist"
+  train_split: str = "train[:50000]"
+  val_split: Optional[str] = "train[50000:]"
+  test_split: Optional[str] = "test"
+  tfds_data_dir: Optional[str] = None
+  tfds_manual_dir: Optional[str] = None
+  # Toy data (dataset="toy_gaussian"): samples of N(toy_mean, toy_std^2).
+  toy_mean: float = 4.0
+  toy_std: float = 0.5
+  toy_size: int = 10_000
+
+  # Networks.
+  architecture: str = "mlp"
+  latent_dim: int = 100
+  prior: str = "uniform"
+  g_hidden: Tuple[int, ...] = (1200, 1200)
+  g_activation: str = "relu"
+  g_output: str = "sigmoid"
+  g_init_scale: float = 0.05
+  d_hidden: Tuple[int, ...] = (240, 240)
+  d_pieces: int = 5
+  d_input_dropout: float = 0.2
+  d_hidden_dropout: float = 0.5
+  d_init_scale: float = 0.005
+  # Convolutional pair: D's filters per stride-2 layer; G mirrors them.
+  conv_filters: Tuple[int, ...] = (64, 128, 256)
+
+  # The minimax game.
+  update: str = "simultaneous"
+  k: int = 1
+  g_loss: str = "non_saturating"
+  label_smoothing: float = 0.0
+
+  # Optimiser (the same settings for both nets).
+  optimizer: str = "sgd"
+  learning_rate: float = 0.1
+  lr_decay: float = 1.000004
+  min_learning_rate: float = 1e-6
+  momentum: float = 0.5
+  final_momentum: float = 0.7
+  momentum_start_epoch: int = 1
+  momentum_saturate_epoch: int = 250
+  beta_1: float = 0.5
+
+  # The run.
+  batch_size: int = 100
+  epochs: int = 250
+  steps_per_epoch: Optional[int] = None
+  seed: int = 0
+  jit_compile: bool = True
+  sample_grid_rows: int = 10
+  # Per-epoch validation Parzen score, which keeps the best checkpoint:
+  # samples drawn, validation images scored (0 turns it off).
+  monitor_samples: int = 10_000
+  monitor_val_examples: int = 1_000
+  checkpoints_to_keep: int = 2
+
+  def validate(self) -> "Config":
+    """Checks every value; raises `ConfigError` naming the first bad one.
+
+    Returns:
+      self, so that `Config(...).validate()` can be chained.
+    """
+    _one_of("architecture", self.architecture, ARCHITECTURES)
+    _one_of("prior", self.prior, PRIORS)
+    _one_of("update", self.update, UPDATES)
+    _one_of("g_loss", self.g_loss, G_LOSSES)
+    _one_of("optimizer", self.optimizer, OPTIMIZERS)
+    _one_of("g_output", self.g_output, OUTPUT_ACTIVATIONS)
+    _one_of("g_activation", self.g_activation, HIDDEN_ACTIVATIONS)
+    for name in ("monitor_samples", "monitor_val_examples"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name}={value!r} is not accepted: expected an "
+                          f"integer >= 0 (0 turns the monitor off).")
+    for name in ("latent_dim", "batch_size", "epochs", "d_pieces",
+                 "sample_grid_rows", "checkpoints_to_keep", "toy_size"):
+      _positive_int(name, getattr(self, name))
+    _positive_int("k", self.k, what="k >= 1 (discriminator steps per "
+                  "generator step)")
+    if self.steps_per_epoch is not None:
+      _positive_int("steps_per_epoch", self.steps_per_epoch,
+                    what="a positive integer, or None for one pass over "
+                    "the training split")
+    if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not (
+        0 <= self.seed < 2**31):
+      raise ConfigError(
+          f"seed={self.seed!r} is not accepted: expected an integer in "
+          f"[0, 2**31).")
+    for name in ("g_hidden", "d_hidden", "conv_filters"):
+      value = getattr(self, name)
+      if (not isinstance(value, tuple) or not value or
+          not all(isinstance(v, int) and v > 0 for v in value)):
+        raise ConfigError(
+            f"{name}={value!r} is not accepted: expected a non-empty tuple of "
+            f"positive integers.")
+    for name in ("d_input_dropout", "d_hidden_dropout", "label_smoothing"):
+      value = getattr(self, name)
+      if not 0.0 <= value < 1.0:
+        raise ConfigError(
+            f"{name}={value!r} is not accepted: expected a rate in [0, 1).")
+    for name in ("learning_rate", "g_init_scale", "d_init_scale", "toy_std"):
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{name}={value!r} is not accepted: expected a positive number.")
+    if not (math.isfinite(self.lr_decay) and self.lr_decay >= 1.0):
+      raise ConfigError(
+          f"lr_decay={self.lr_decay!r} is not accepted: expected a factor "
+          f">= 1 (the learning rate is divided by it after every update; 1 "
+          f"keeps it constant).")
+    if not 0.0 <= self.min_learning_rate <= self.learning_rate:
+      raise ConfigError(
+          f"min_learning_rate={self.min_learning_rate!r} is not accepted: "
+          f"expected a floor in [0, learning_rate={self.learning_rate}].")
+    for name in ("momentum", "final_momentum", "beta_1"):
+      value = getattr(self, name)
+      if not 0.0 <= value < 1.0:
+        raise ConfigError(
+            f"{name}={value!r} is not accepted: expected a value in [0, 1).")
+    if not 0 <= self.momentum_start_epoch < self.momentum_saturate_epoch:
+      raise ConfigError(
+          f"momentum_start_epoch={self.momentum_start_epoch!r} and "
+          f"momentum_saturate_epoch={self.momentum_saturate_epoch!r} are not "
+          f"accepted: expected 0 <= start < saturate.")
+    if not isinstance(self.dataset, str) or not self.dataset:
+      raise ConfigError(
+          f"dataset={self.dataset!r} is not accepted: expected a TFDS image "
+          f"dataset name such as 'mnist', or one of {TOY_DATASETS}.")
+    if self.dataset in TOY_DATASETS and self.architecture != "mlp":
+      raise ConfigError(
+          f"architecture={self.architecture!r} is not accepted for "
+          f"dataset={self.dataset!r}: the 1-D toy data takes 'mlp'.")
+    return self
+
+  # Serialisation ------------------------------------------------------------
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> "Config":
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+      raise ConfigError(
+          f"unknown config fields {unknown}: expected only fields of "
+          f"adversarial.config.Config.")
+    fixed = {}
+    for name, value in values.items():
+      if isinstance(value, list):
+        value = tuple(value)
+      fixed[name] = value
+    return cls(**fixed)
+
+  @classmethod
+  def from_json(cls, text: str) -> "Config":
+    return cls.from_dict(json.loads(text))
+
+  def differences(self, other: "Config",
+                  ignore: tuple[str, ...] = RESUMABLE_FIELDS) -> dict:
+    """The fields, outside `ignore`, whose values differ: {name: (self, other)}."""
+    mine, theirs = self.to_dict(), other.to_dict()
+    return {name: (mine[name], theirs[name]) for name in mine
+            if name not in ignore and mine[name] != theirs[name]}
+
+  def override(self, **changes: Any) -> "Config":
+    """A copy with `changes` applied; unknown names raise `ConfigError`."""
+    known = {f.name for f in dataclasses.fields(self)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+      raise ConfigError(
+          f"unknown config fields {unknown}: expected fields of "
+          f"adversarial.config.Config such as {sorted(known)[:6]}...")
+    return dataclasses.replace(self, **changes)
+
+
+def _one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:
+  if value not in accepted:
+    raise ConfigError(
+        f"{name}={value!r} is not accepted: expected one of "
+        f"{', '.join(repr(a) for a in accepted)}.")
+
+
+def _positive_int(name: str, value: Any, what: str = "a positive integer"
+                  ) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ConfigError(f"{name}={value!r} is not accepted: expected {what}.")
+
+
+PAPER_MNIST = Config()
+
+PRESETS: dict[str, Config] = {
+    # Goodfellow et al. (2014), Table 1's MNIST model, as the authors' code
+    # ran it: see PAPER.md for each setting.
+    "paper_mnist": PAPER_MNIST,
+    # The printed Algorithm 1: k discriminator steps on fresh minibatches,
+    # then one generator step.
+    "paper_mnist_alternating": dataclasses.replace(
+        PAPER_MNIST, update="alternating"),
+    # A convolutional pair for colour images, trained the way such pairs
+    # train well: Adam, normal prior, tanh output.
+    "cifar10_conv": Config(
+        dataset="cifar10", train_split="train[:45000]",
+        val_split="train[45000:]", test_split="test", architecture="conv",
+        latent_dim=100, prior="normal", g_output="tanh",
+        conv_filters=(64, 128, 256), d_input_dropout=0.0,
+        d_hidden_dropout=0.0, g_init_scale=0.02, d_init_scale=0.02,
+        update="alternating", optimizer="adam", learning_rate=2e-4,
+        lr_decay=1.0, min_learning_rate=0.0, beta_1=0.5, batch_size=64,
+        epochs=50),
+    # Figure 1's 1-D toy: data N(4, 0.5^2), z uniform, small nets.
+    "toy_1d": Config(
+        dataset="toy_gaussian", train_split="train", val_split=None,
+        test_split=None, latent_dim=1, g_hidden=(32, 32), g_output="linear",
+        g_init_scale=0.5, d_hidden=(32, 32), d_pieces=2, d_input_dropout=0.0,
+        d_hidden_dropout=0.0, d_init_scale=0.5, update="alternating",
+        optimizer="sgd", learning_rate=0.03, lr_decay=1.0,
+        min_learning_rate=0.0, momentum=0.5, final_momentum=0.5,
+        batch_size=100, epochs=30, sample_grid_rows=1),
+}
+
+
+def get_preset(name: str) -> Config:
+  """The named preset; raises `ConfigError` naming the accepted names."""
+  if name not in PRESETS:
+    raise ConfigError(
+        f"config={name!r} is not a known preset: expected one of "
+        f"{', '.join(repr(n) for n in PRESETS)}.")
+  return PRESETS[name]
+
+
+def parse_assignments(assignments) -> dict[str, Any]:
+  """Parses ['name=value', ...] into typed Config overrides.
+
+  Each value is read as the field's type: int, float, bool (true/false),
+  tuples as comma-separated integers, 'none' for optional fields.
+  """
+  fields = {f.name: f for f in dataclasses.fields(Config)}
+  defaults = Config()
+  out = {}
+  for item in assignments:
+    name, sep, text = item.partition("=")
+    name = name.strip()
+    if not sep or name not in fields:
+      raise ConfigError(
+          f"--set {item!r} is not accepted: expected name=value with a "
+          f"Config field name, one of {', '.join(sorted(fields))}.")
+    default = getattr(defaults, name)
+    text = text.strip()
+    try:
+      if text.lower() == "none" and "Optional" in str(fields[name].type):
+        value = None
+      elif isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+          raise ValueError(text)
+        value = text.lower() in ("true", "1")
+      elif isinstance(default, tuple):
+        value = tuple(int(v) for v in text.split(",") if v.strip())
+      elif isinstance(default, int) or name == "steps_per_epoch":
+        value = int(text)
+      elif isinstance(default, float):
+        value = float(text)
+      else:
+        value = text
+    except ValueError:
+      raise ConfigError(
+          f"--set {item!r} is not accepted: {text!r} is not a value of "
+          f"{name}'s type ({fields[name].type}).") from None
+    out[name] = value
+  return out

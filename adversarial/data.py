@@ -1,0 +1,210 @@
+"""Datasets -> arrays and `tf.data` pipelines.
+
+Data contract: every pipeline here yields float32 images [batch, H, W, C] in
+the range of the generator's output activation ([0, 1] for sigmoid, the
+paper's `pixels / 255`; [-1, 1] for tanh), the form G makes and D judges.
+
+Image datasets come from TFDS by name (`mnist`, `fashion_mnist`, `cifar10`,
+or any TFDS dataset with an `image` feature). Without network access TFDS can
+prepare a dataset from files the user already has: pass their folder as
+`tfds_manual_dir` (TFDS's `DownloadConfig(manual_dir=...)`). The 1-D toy
+source of the paper's Figure 1 is `toy_gaussian`.
+
+The training pipeline is a pure function of (seed, epoch): the order of
+epoch e is a stateless permutation seeded with (seed, e), so a run resumed at
+epoch e sees the same batches as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from adversarial.config import Config, ConfigError, TOY_DATASETS
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayData:
+  """One split held in memory.
+
+  Attributes:
+    images: uint8 [N, H, W, C] for image datasets; float32 [N, 1] for the toy.
+    labels: int64 [N], or None where the dataset has no labels.
+  """
+  images: np.ndarray
+  labels: Optional[np.ndarray] = None
+
+  def __len__(self):
+    return len(self.images)
+
+
+def _tfds():
+  # Imported on use: TFDS is slow to import and the toy data needs none of it.
+  import tensorflow_datasets as tfds
+  return tfds
+
+
+def check_dataset(config: Config) -> None:
+  """Raises `ConfigError` unless `config.dataset` names data the package can
+  train on: a TFDS builder with an `image` feature, or a toy source. Reads no
+  data and needs no network."""
+  if config.dataset in TOY_DATASETS:
+    return
+  tfds = _tfds()
+  known = set(tfds.list_builders())
+  if config.dataset not in known:
+    close = sorted(n for n in known
+                   if config.dataset[:3].lower() in n)[:8]
+    raise ConfigError(
+        f"dataset={config.dataset!r} is not accepted: expected the name of a "
+        f"TFDS image dataset (e.g. 'mnist', 'fashion_mnist', 'cifar10')"
+        + (f"; similar names: {close}" if close else "")
+        + f", or one of {TOY_DATASETS}.")
+  builder = tfds.builder(config.dataset, data_dir=config.tfds_data_dir)
+  if "image" not in builder.info.features:
+    raise ConfigError(
+        f"dataset={config.dataset!r} is not accepted: it has no 'image' "
+        f"feature (its features: {sorted(builder.info.features.keys())}); "
+        f"expected a TFDS image dataset.")
+
+
+def prepare(config: Config):
+  """Makes sure TFDS has `config.dataset` prepared in `tfds_data_dir`.
+
+  Uses `tfds_manual_dir` when given, so that the data can be prepared with no
+  network from the original files. Returns the TFDS builder.
+  """
+  tfds = _tfds()
+  builder = tfds.builder(config.dataset, data_dir=config.tfds_data_dir)
+  download_config = None
+  manual = config.tfds_manual_dir
+  if manual and not (os.path.isdir(manual) and os.listdir(manual)):
+    raise ConfigError(
+        f"tfds_manual_dir={manual!r} is not accepted: expected an existing "
+        f"folder holding the dataset's original files (for MNIST the four "
+        f"*-ubyte.gz files).")
+  if manual:
+    download_config = tfds.download.DownloadConfig(
+        manual_dir=config.tfds_manual_dir)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except Exception as e:  # TFDS raises many kinds; all mean "no data".
+    raise RuntimeError(
+        f"TFDS could not prepare dataset {config.dataset!r} in data_dir="
+        f"{config.tfds_data_dir or '~/tensorflow_datasets'} (manual_dir="
+        f"{config.tfds_manual_dir!r}): {type(e).__name__}: {e}\nWithout "
+        f"network access, pass the folder holding the dataset's original "
+        f"files as --tfds_manual_dir (for MNIST, the four "
+        f"*-ubyte.gz files).") from e
+  return builder
+
+
+def load_array(config: Config, split: str) -> ArrayData:
+  """One split of the dataset, in memory, as stored (uint8 images)."""
+  if config.dataset in TOY_DATASETS:
+    return toy_gaussian(config, split)
+  builder = prepare(config)
+  try:
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+  except Exception as e:
+    raise ConfigError(
+        f"split={split!r} of dataset {config.dataset!r} is not accepted: "
+        f"{e}; the dataset's splits are {sorted(builder.info.splits.keys())}"
+        f" (slices such as 'train[:50000]' work too).") from e
+  has_labels = "label" in builder.info.features
+  images, labels = [], []
+  for example in ds.batch(10_000).as_numpy_iterator():
+    images.append(example["image"])
+    if has_labels:
+      labels.append(example["label"])
+  return ArrayData(np.concatenate(images),
+                   np.concatenate(labels).astype(np.int64)
+                   if has_labels else None)
+
+
+def toy_gaussian(config: Config, split: str = "train") -> ArrayData:
+  """Samples of N(toy_mean, toy_std^2), [toy_size, 1] float32, seeded by the
+  config's seed and the split's name."""
+  offset = {"train": 0, "validation": 1, "test": 2}.get(split, 3)
+  rng = np.random.default_rng([config.seed, offset])
+  x = rng.normal(config.toy_mean, config.toy_std, size=(config.toy_size, 1))
+  return ArrayData(x.astype(np.float32))
+
+
+def to_model_range(images, output_activation: str):
+  """uint8 pixels (or toy floats) -> float32 in G's output range."""
+  if images.dtype not in (tf.uint8, np.uint8):
+    return tf.cast(images, tf.float32)
+  x = tf.cast(images, tf.float32) / 255.0
+  if output_activation == "tanh":
+    x = x * 2.0 - 1.0
+  return x
+
+
+def to_unit_range(images, output_activation: str):
+  """G's output range -> [0, 1], for pictures."""
+  if output_activation == "tanh":
+    return (np.asarray(images) + 1.0) / 2.0
+  return np.asarray(images)
+
+
+def pixel_means(data: ArrayData, output_activation: str) -> np.ndarray:
+  """Per-pixel mean of a split in G's output range, float32 [H, W, C]."""
+  return np.asarray(to_model_range(data.images, output_activation)
+                    ).mean(axis=0).astype(np.float32)
+
+
+def steps_per_epoch(config: Config, num_examples: int) -> int:
+  """Steps in one epoch: `config.steps_per_epoch`, or one pass over the data
+  in batches of k * batch_size (alternating) or batch_size."""
+  if config.steps_per_epoch is not None:
+    return config.steps_per_epoch
+  per_step = config.batch_size * (config.k if config.update == "alternating"
+                                  else 1)
+  steps = num_examples // per_step
+  if steps < 1:
+    raise ConfigError(
+        f"batch_size={config.batch_size} (x k={config.k}) is not accepted: "
+        f"the training split has only {num_examples} examples; expected at "
+        f"most {num_examples} examples per step.")
+  return steps
+
+
+def train_dataset(config: Config, data: ArrayData, initial_epoch: int = 0
+                  ) -> tf.data.Dataset:
+  """The training batches of epochs [initial_epoch, config.epochs).
+
+  Each epoch has exactly `steps_per_epoch(config, len(data))` batches of
+  `batch_size` (or k * batch_size for the alternating update) images in G's
+  output range. The order of epoch e depends on (seed, e) alone.
+  """
+  steps = steps_per_epoch(config, len(data))
+  per_step = config.batch_size * (config.k if config.update == "alternating"
+                                  else 1)
+  n = len(data)
+  per_epoch = steps * per_step
+  passes = math.ceil(per_epoch / n)
+  images = tf.constant(data.images)
+  seed = config.seed
+
+  def epoch_indices(epoch):
+    perms = [tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int32),
+        seed=tf.stack([tf.cast(seed, tf.int64), epoch * passes + j]))
+             for j in range(passes)]
+    return tf.data.Dataset.from_tensor_slices(
+        tf.concat(perms, axis=0)[:per_epoch])
+
+  def gather(indices):
+    return to_model_range(tf.gather(images, indices), config.g_output)
+
+  return (tf.data.Dataset.range(initial_epoch, config.epochs)
+          .flat_map(epoch_indices)
+          .batch(per_step, drop_remainder=True)
+          .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,54 @@
+"""Image grids and PNG files (TensorFlow's own PNG encoder; no plotting
+library)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+
+def grid(images: np.ndarray, rows: Optional[int] = None,
+         pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+  """Tiles images into one picture.
+
+  Args:
+    images: float [N, H, W, C] in [0, 1] (C = 1 or 3).
+    rows: rows of the grid; about sqrt(N) when None.
+    pad: pixels between tiles.
+    pad_value: brightness of the padding, in [0, 1].
+
+  Returns:
+    uint8 [rows * (H + pad) + pad, cols * (W + pad) + pad, C].
+  """
+  images = np.asarray(images, np.float32)
+  if images.ndim != 4:
+    raise ValueError(f"images of shape {images.shape} are not accepted: "
+                     f"expected [N, H, W, C].")
+  n, h, w, c = images.shape
+  rows = rows or max(1, int(np.floor(np.sqrt(n))))
+  cols = int(np.ceil(n / rows))
+  out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c),
+                pad_value, np.float32)
+  for i in range(n):
+    r, col = divmod(i, cols)
+    y, x = pad + r * (h + pad), pad + col * (w + pad)
+    out[y:y + h, x:x + w] = images[i]
+  return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def write_png(path: str, picture: np.ndarray) -> None:
+  """Writes uint8 [H, W, C] as a PNG, atomically (temporary file, rename)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  data = tf.io.encode_png(np.asarray(picture, np.uint8)).numpy()
+  tmp = f"{path}.tmp"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def read_png(path: str) -> np.ndarray:
+  """uint8 [H, W, C] from a PNG file."""
+  return tf.io.decode_png(tf.io.read_file(path)).numpy()

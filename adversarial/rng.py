@@ -1,0 +1,75 @@
+"""Counter-based random numbers that are bit-identical everywhere.
+
+TensorFlow's stateless random ops give different numbers under XLA than in
+ordinary kernels, even with `alg="philox"` named, so a jit-compiled training
+step would draw other noise and other dropout masks than an eager one, and a
+served model other samples than the trained one. The draws here are built
+from exact integer arithmetic (the murmur3 finaliser over a counter), which
+every backend and device computes the same way: the same seed gives the same
+bits and dropout masks on CPU, GPU, with or without XLA, and the same z up to
+an ulp where XLA fuses the scaling into a multiply-add.
+
+Seeds are int tensors of shape [2], such as `keras.random.SeedGenerator`'s
+`next()`, whose state is saved with the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+_MASK = 0xFFFFFFFF
+
+
+def _mul32(h, c: int):
+  """(h * c) mod 2^32 for h in [0, 2^32), without int64 overflow."""
+  lo, hi = c & 0xFFFF, c >> 16
+  return (h * lo + tf.bitwise.left_shift((h * hi) & 0xFFFF, 16)) & _MASK
+
+
+def _fmix32(h):
+  """murmur3's 32-bit finaliser: a bijection that mixes every bit."""
+  h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+  h = _mul32(h, 0x85EBCA6B)
+  h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
+  h = _mul32(h, 0xC2B2AE35)
+  return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def random_bits(shape, seed) -> tf.Tensor:
+  """Uniform 32-bit integers, int64 tensor of `shape`, a function of
+  (seed, position) alone."""
+  seed = tf.cast(seed, tf.int64) & _MASK
+  key0 = _fmix32((seed[0] * 0x9E3779B9 + 0x7F4A7C15) & _MASK)
+  key1 = _fmix32(tf.bitwise.bitwise_xor(
+      tf.bitwise.bitwise_xor(seed[1], key0), tf.constant(0x165667B1, tf.int64)))
+  n = tf.reduce_prod(tf.cast(shape, tf.int64))
+  counter = tf.range(n, dtype=tf.int64)
+  h = _fmix32((counter + key1) & _MASK)
+  h = _fmix32(tf.bitwise.bitwise_xor(h, key0))
+  h = _fmix32((h + key1 * 3) & _MASK)
+  return tf.reshape(h, shape)
+
+
+def uniform(shape, seed, minval: float = 0.0, maxval: float = 1.0
+            ) -> tf.Tensor:
+  """float32 uniform on [minval, maxval), exact on every backend (24-bit
+  grid)."""
+  bits = tf.bitwise.right_shift(random_bits(shape, seed), 8)
+  unit = tf.cast(bits, tf.float32) * (1.0 / (1 << 24))
+  return minval + (maxval - minval) * unit
+
+
+def normal(shape, seed) -> tf.Tensor:
+  """float32 standard normal by Box-Muller. The uniforms are exact; the
+  transcendental functions may differ by an ulp between backends."""
+  u = uniform(tf.concat([[2], tf.cast(shape, tf.int32)], 0), seed)
+  u1 = 1.0 - u[0]  # (0, 1]: log is finite
+  return tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(2.0 * math.pi * u[1])
+
+
+def keep_mask(shape, seed, rate: float) -> tf.Tensor:
+  """bool mask, True with probability 1 - rate (dropout's kept units)."""
+  threshold = int(round(rate * 2**32))
+  return random_bits(shape, seed) >= threshold

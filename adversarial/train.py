@@ -1,0 +1,99 @@
+r"""Trains adversarial nets.
+
+Usage:
+
+  # The paper's MNIST model (Table 1), on data TFDS prepares offline from the
+  # four original MNIST files:
+  python -m adversarial.train --dataset=mnist --workdir=/tmp/gan \
+      --config=paper_mnist --tfds_manual_dir=path/to/mnist
+
+  # Rerunning the same command resumes from the last checkpoint.
+  # A short run of Algorithm 1 as printed, k = 2, with Adam:
+  python -m adversarial.train --workdir=/tmp/gan2 --update=alternating --k=2 \
+      --optimizer=adam --learning_rate=2e-4 --epochs=5
+
+Flags override the preset's values; `--config` names the preset. The work
+directory receives config.json, checkpoints/, samples/ and tensorboard/.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+_CONFIG = flags.DEFINE_string(
+    "config", "paper_mnist", "Named preset (adversarial.config.PRESETS).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.",
+                               required=True)
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "TFDS image dataset (mnist, fashion_mnist, cifar10, ...)"
+    " or toy_gaussian.")
+_EPOCHS = flags.DEFINE_integer("epochs", None, "Epochs to train in all.")
+_STEPS = flags.DEFINE_integer(
+    "steps_per_epoch", None, "Generator steps per epoch (default: one pass).")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Minibatch size m.")
+_K = flags.DEFINE_integer("k", None, "D steps per G step (alternating).")
+_UPDATE = flags.DEFINE_string(
+    "update", None, "simultaneous (authors' code) or alternating (Alg. 1).")
+_G_LOSS = flags.DEFINE_string("g_loss", None, "non_saturating or minimax.")
+_OPTIMIZER = flags.DEFINE_string("optimizer", None, "sgd, adam, rmsprop, ...")
+_LR = flags.DEFINE_float("learning_rate", None, "Initial learning rate.")
+_SEED = flags.DEFINE_integer("seed", None, "Seed of every random source.")
+_JIT = flags.DEFINE_bool("jit_compile", None, "Compile the step with XLA.")
+_MANUAL_DIR = flags.DEFINE_string(
+    "tfds_manual_dir", None,
+    "TFDS manual download directory: prepare the dataset offline from its "
+    "original files. Default: $ADVERSARIAL_TFDS_MANUAL_DIR.")
+_DATA_DIR = flags.DEFINE_string(
+    "tfds_data_dir", None,
+    "TFDS data_dir. Default: $ADVERSARIAL_TFDS_DATA_DIR or TFDS's own.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "Any other Config field, as name=value (repeatable), e.g. "
+    "--set=g_hidden=256,256 --set=d_input_dropout=0.1.")
+_VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, "
+                                "2 one line per epoch.")
+
+
+def config_from_flags():
+  """The preset named by --config with every flag that was given applied."""
+  from adversarial import config as config_lib
+  overrides = {
+      "dataset": _DATASET.value, "epochs": _EPOCHS.value,
+      "steps_per_epoch": _STEPS.value, "batch_size": _BATCH.value,
+      "k": _K.value, "update": _UPDATE.value, "g_loss": _G_LOSS.value,
+      "optimizer": _OPTIMIZER.value, "learning_rate": _LR.value,
+      "seed": _SEED.value, "jit_compile": _JIT.value,
+      "tfds_manual_dir": (_MANUAL_DIR.value or
+                          os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
+      "tfds_data_dir": (_DATA_DIR.value or
+                        os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")),
+  }
+  overrides = {k: v for k, v in overrides.items() if v is not None}
+  overrides.update(config_lib.parse_assignments(_SET.value))
+  return config_lib.get_preset(_CONFIG.value).override(**overrides).validate()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from adversarial import train_lib
+  from adversarial.callbacks import TrainingDivergedError
+  from adversarial.config import ConfigError
+  try:
+    config = config_from_flags()
+    result = train_lib.train(config, _WORKDIR.value, verbose=_VERBOSE.value)
+  except ConfigError as e:
+    raise app.UsageError(str(e)) from None
+  except TrainingDivergedError as e:
+    raise SystemExit(f"error: {e}") from None
+  print(f"trained epochs {result.initial_epoch}..{result.epochs_done}; "
+        f"work directory: {_WORKDIR.value}")
+
+
+def run():
+  """Console-script entry point (`adversarial-train`)."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,240 @@
+"""`train(config, workdir)`: the library entry point of a training run.
+
+A work directory holds one run:
+
+    config.json              the run's Config
+    checkpoints/             epoch-NNNN.weights.h5 and state.json (see
+                             callbacks.EpochCheckpoint)
+    samples/epoch-NNNN.png   G's samples from one fixed z, each epoch
+    tensorboard/             scalars (train/) and sample images (samples/)
+
+Calling `train` again on the same directory resumes from the last checkpoint
+and ends where an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+
+from adversarial import callbacks as callbacks_lib
+from adversarial import data as data_lib
+from adversarial import evaluation
+from adversarial import networks
+from adversarial import optim
+from adversarial.config import Config, ConfigError
+from adversarial.gan import GAN
+
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train` returns.
+
+  Attributes:
+    model: the trained GAN, compiled.
+    history: per-epoch metrics of the epochs run by this call.
+    initial_epoch: epochs already done when this call started.
+    epochs_done: epochs done when it ended.
+  """
+  model: GAN
+  history: dict
+  initial_epoch: int
+  epochs_done: int
+
+
+def check_workdir(config: Config, workdir: str) -> None:
+  """Raises `ConfigError` if `workdir` holds a run of another configuration.
+
+  Fields that may change between the calls of one run (`epochs`, the TFDS
+  directories) are not compared.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = Config.from_json(f.read())
+  diff = saved.differences(config)
+  if diff:
+    lines = ", ".join(f"{k}: saved {a!r}, requested {b!r}"
+                      for k, (a, b) in sorted(diff.items()))
+    raise ConfigError(
+        f"workdir={workdir!r} holds a run of a different configuration "
+        f"({lines}): expected the same configuration to resume it, or a new "
+        f"work directory for a new run.")
+
+
+def build_model(config: Config, image_shape: Sequence[int],
+                pixel_means: Optional[np.ndarray], steps: int) -> GAN:
+  """The compiled GAN of `config`, with `steps` generator steps per epoch."""
+  generator, discriminator = networks.build_networks(
+      config, image_shape, pixel_means)
+  model = GAN(generator, discriminator, latent_dim=config.latent_dim,
+              prior=config.prior, update=config.update, k=config.k,
+              g_loss=config.g_loss, label_smoothing=config.label_smoothing,
+              seed=config.seed)
+  d_steps = steps * (config.k if config.update == "alternating" else 1)
+  model.compile(
+      d_optimizer=optim.make_optimizer(config, d_steps, "d_optimizer"),
+      g_optimizer=optim.make_optimizer(config, steps, "g_optimizer"),
+      jit_compile=config.jit_compile)
+  return model
+
+
+def train(config: Config, workdir: str, verbose="auto",
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          train_data: Optional[data_lib.ArrayData] = None) -> TrainResult:
+  """Trains (or resumes) the run of `config` in `workdir`.
+
+  Args:
+    config: the run's configuration; validated here.
+    workdir: the run's directory; created if missing.
+    verbose: Keras's `fit` verbosity (1: a progress bar).
+    callbacks: more callbacks for `fit`.
+    train_data: the training split, when the caller has it in memory already;
+      loaded from `config` otherwise.
+
+  Returns:
+    A `TrainResult`.
+
+  Raises:
+    ConfigError: a bad value in `config`, or a workdir of another run.
+    callbacks.TrainingDivergedError: a loss became NaN; the last good
+      checkpoint is kept.
+  """
+  config.validate()
+  data_lib.check_dataset(config)
+  check_workdir(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+
+  if train_data is None:
+    train_data = data_lib.load_array(config, config.train_split)
+  steps = data_lib.steps_per_epoch(config, len(train_data))
+  image_shape = train_data.images.shape[1:]
+  means = (data_lib.pixel_means(train_data, config.g_output)
+           if config.architecture == "mlp" else None)
+  model = build_model(config, image_shape, means, steps)
+
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  state = callbacks_lib.read_state(checkpoint_dir)
+  initial_epoch = 0
+  if state is not None:
+    model.load_weights(state["weights"])
+    initial_epoch = int(state["epoch"])
+  # Written after the checks and the restore: a failed start leaves the
+  # directory as it was.
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json())
+  if initial_epoch >= config.epochs:
+    return TrainResult(model, {}, initial_epoch, initial_epoch)
+
+  run_callbacks = [callbacks_lib.NaNGuard(checkpoint_dir)]
+  if (config.monitor_samples and config.monitor_val_examples and
+      config.val_split and len(image_shape) == 3):
+    validation = data_lib.load_array(config, config.val_split)
+    run_callbacks.append(callbacks_lib.ParzenMonitor(
+        evaluation.flatten_unit(
+            data_lib.to_model_range(
+                validation.images[:config.monitor_val_examples],
+                config.g_output), config.g_output),
+        checkpoint_dir, config.monitor_samples, seed=config.seed + 1,
+        output_activation=config.g_output))
+  run_callbacks += [
+      callbacks_lib.EpochCheckpoint(checkpoint_dir,
+                                    keep=config.checkpoints_to_keep),
+      keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"),
+                                  write_graph=False),
+  ]
+  if len(image_shape) == 3:
+    run_callbacks.append(callbacks_lib.SampleGrid(
+        os.path.join(workdir, "samples"), rows=config.sample_grid_rows,
+        seed=config.seed, output_activation=config.g_output,
+        tensorboard_dir=os.path.join(workdir, "tensorboard", "samples")))
+  run_callbacks.extend(callbacks)
+
+  dataset = data_lib.train_dataset(config, train_data, initial_epoch)
+  history = model.fit(dataset, epochs=config.epochs,
+                      initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      callbacks=run_callbacks, verbose=verbose,
+                      shuffle=False)
+  return TrainResult(model, history.history, initial_epoch, config.epochs)
+
+
+def load_config(workdir: str) -> Config:
+  """The Config saved in `workdir`; raises FileNotFoundError naming it."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"workdir={workdir!r} holds no {CONFIG_FILE}: expected the work "
+        f"directory of a training run (python -m adversarial.train "
+        f"--workdir=...).")
+  with open(path) as f:
+    return Config.from_json(f.read())
+
+
+def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
+  """The checkpoint record that `checkpoint` names in `workdir`.
+
+  Args:
+    workdir: a training run's directory.
+    checkpoint: 'best' (the best validation Parzen score; the last checkpoint
+      where no score was kept), 'last', or the path of a `.weights.h5` file.
+
+  Returns:
+    {'weights': path, 'epoch': epoch or None, ...}.
+  """
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  if checkpoint in ("best", "last"):
+    record = None
+    if checkpoint == "best":
+      record = callbacks_lib.read_best(checkpoint_dir)
+    if record is None:
+      record = callbacks_lib.read_state(checkpoint_dir)
+    if record is None:
+      raise FileNotFoundError(
+          f"workdir={workdir!r} holds no checkpoint yet: expected "
+          f"{os.path.join(checkpoint_dir, callbacks_lib.STATE_FILE)} (train "
+          f"first, or pass the path of a .weights.h5 file).")
+    return record
+  if not os.path.isfile(checkpoint):
+    raise FileNotFoundError(
+        f"checkpoint={checkpoint!r} does not exist: expected 'best', 'last' "
+        f"or the path of a .weights.h5 file.")
+  return {"weights": checkpoint, "epoch": None}
+
+
+def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
+  """Rebuilds the GAN of a work directory and loads a checkpoint into it.
+
+  Args:
+    workdir: a training run's directory.
+    checkpoint: 'best', 'last' or a `.weights.h5` path (see
+      `resolve_checkpoint`).
+
+  Returns:
+    (model, config, record): the compiled GAN, the run's Config and the
+    checkpoint's record.
+  """
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"workdir={workdir!r} does not exist: expected "
+                            f"the work directory of a training run.")
+  config = load_config(workdir)
+  record = resolve_checkpoint(workdir, checkpoint)
+  model = build_model(config, image_shape(config), None, steps=1)
+  model.load_weights(record["weights"])
+  return model, config, record
+
+
+def image_shape(config: Config) -> tuple:
+  """(H, W, C) of the dataset's images, from its TFDS metadata (no data is
+  read), or (1,) for the toy."""
+  if config.dataset in data_lib.TOY_DATASETS:
+    return (1,)
+  import tensorflow_datasets as tfds
+  builder = tfds.builder(config.dataset, data_dir=config.tfds_data_dir)
+  return tuple(builder.info.features["image"].shape)

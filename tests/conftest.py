@@ -1,0 +1,48 @@
+"""Shared fixtures: small configs, and the real MNIST prepared once per session
+from the original files (no network)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from adversarial import config as config_lib
+from adversarial import data as data_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MANUAL_DIR = os.path.join(REPO, "..", "shared", "data", "mnist")
+
+
+def small_config(**changes):
+  """The paper's recipe shrunk to test size: latent 8, batch 8, tiny nets."""
+  base = config_lib.PAPER_MNIST.override(
+      latent_dim=8, g_hidden=(16,), d_hidden=(8,), d_pieces=2,
+      batch_size=8, epochs=2, steps_per_epoch=3, jit_compile=False,
+      sample_grid_rows=2, monitor_samples=0, seed=3)
+  return base.override(**changes)
+
+
+def random_images(n=64, shape=(28, 28, 1), seed=0):
+  rng = np.random.default_rng(seed)
+  return data_lib.ArrayData(
+      rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8),
+      rng.integers(0, 10, size=(n,)).astype(np.int64))
+
+
+@pytest.fixture(scope="session")
+def mnist_dirs(tmp_path_factory):
+  """(manual_dir, data_dir): real MNIST prepared by TFDS from the original
+  files. The tests that use it must run: a missing directory fails."""
+  manual = os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR", DEFAULT_MANUAL_DIR)
+  if not os.path.exists(os.path.join(manual, "train-images-idx3-ubyte.gz")):
+    pytest.fail(f"the MNIST files are not in {manual!r}: set "
+                f"ADVERSARIAL_TFDS_MANUAL_DIR to the folder of the four "
+                f"original *-ubyte.gz files.")
+  data_dir = os.environ.get("ADVERSARIAL_TFDS_DATA_DIR") or str(
+      tmp_path_factory.mktemp("tfds"))
+  config = config_lib.PAPER_MNIST.override(tfds_manual_dir=manual,
+                                           tfds_data_dir=data_dir)
+  data_lib.prepare(config)
+  return manual, data_dir

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from adversarial import config as config_lib
+from adversarial.config import Config, ConfigError, PRESETS
+
+BAD = [
+    (dict(batch_size=0), "batch_size=0"),
+    (dict(batch_size=-3), "batch_size=-3"),
+    (dict(k=0), "k=0"),
+    (dict(g_loss="wgan"), "g_loss='wgan'.*'non_saturating'"),
+    (dict(optimizer="sgdx"), "optimizer='sgdx'.*'adam'"),
+    (dict(update="async"), "update='async'.*'alternating'"),
+    (dict(prior="cauchy"), "prior='cauchy'"),
+    (dict(d_input_dropout=1.0), r"d_input_dropout=1.0.*\[0, 1\)"),
+    (dict(learning_rate=0.0), "learning_rate=0.0"),
+    (dict(lr_decay=0.9), "lr_decay=0.9"),
+    (dict(seed=-1), "seed=-1"),
+    (dict(g_hidden=()), r"g_hidden=\(\)"),
+    (dict(steps_per_epoch=0), "steps_per_epoch=0"),
+    (dict(architecture="rnn"), "architecture='rnn'"),
+]
+
+
+@pytest.mark.parametrize("changes,message", BAD)
+def test_bad_values_are_named(changes, message):
+  with pytest.raises(ConfigError, match=message):
+    config_lib.PAPER_MNIST.override(**changes).validate()
+
+
+def test_presets_validate_and_paper_preset_is_the_recipe():
+  for config in PRESETS.values():
+    config.validate()
+  p = PRESETS["paper_mnist"]
+  assert (p.latent_dim, p.g_hidden, p.d_hidden, p.d_pieces) == (
+      100, (1200, 1200), (240, 240), 5)
+  assert (p.d_input_dropout, p.d_hidden_dropout) == (0.2, 0.5)
+  assert (p.g_init_scale, p.d_init_scale) == (0.05, 0.005)
+  assert (p.optimizer, p.learning_rate, p.lr_decay, p.min_learning_rate) == (
+      "sgd", 0.1, 1.000004, 1e-6)
+  assert (p.momentum, p.final_momentum, p.momentum_saturate_epoch) == (
+      0.5, 0.7, 250)
+  assert (p.batch_size, p.update, p.k, p.g_loss, p.prior) == (
+      100, "simultaneous", 1, "non_saturating", "uniform")
+  assert (p.train_split, p.val_split) == ("train[:50000]", "train[50000:]")
+
+
+def test_unknown_preset_and_field():
+  with pytest.raises(ConfigError, match="'paper'.*'paper_mnist'"):
+    config_lib.get_preset("paper")
+  with pytest.raises(ConfigError, match="batchsize"):
+    config_lib.PAPER_MNIST.override(batchsize=3)
+
+
+def test_json_round_trip_and_differences():
+  c = config_lib.PAPER_MNIST.override(g_hidden=(10, 20), epochs=3)
+  again = Config.from_json(c.to_json())
+  assert again == c
+  assert json.loads(c.to_json())["g_hidden"] == [10, 20]
+  assert again.differences(c.override(epochs=9)) == {}
+  assert again.differences(c.override(k=2)) == {"k": (1, 2)}
+
+
+def test_parse_assignments_types():
+  got = config_lib.parse_assignments(
+      ["g_hidden=8,16", "d_input_dropout=0.1", "jit_compile=false",
+       "steps_per_epoch=none", "batch_size=7", "dataset=cifar10"])
+  assert got == dict(g_hidden=(8, 16), d_input_dropout=0.1, jit_compile=False,
+                     steps_per_epoch=None, batch_size=7, dataset="cifar10")
+  with pytest.raises(ConfigError, match="'nope=1'"):
+    config_lib.parse_assignments(["nope=1"])
+  with pytest.raises(ConfigError, match="'batch_size=x'"):
+    config_lib.parse_assignments(["batch_size=x"])

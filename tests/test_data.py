@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from adversarial import data as data_lib
+from adversarial.config import ConfigError
+
+from conftest import random_images, small_config
+
+
+def test_mock_tfds_split_in_model_range():
+  config = small_config(dataset="mnist", train_split="train")
+  with tfds.testing.mock_data(num_examples=20):
+    arr = data_lib.load_array(config, "train")
+  assert arr.images.shape == (20, 28, 28, 1) and arr.images.dtype == np.uint8
+  assert arr.labels.shape == (20,)
+  x = data_lib.to_model_range(arr.images, "sigmoid").numpy()
+  assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+  t = data_lib.to_model_range(arr.images, "tanh").numpy()
+  assert -1 <= t.min() and t.max() <= 1
+  np.testing.assert_allclose(t, 2 * x - 1, atol=1e-6)
+
+
+def test_any_tfds_image_dataset_by_name():
+  config = small_config(dataset="cifar10", train_split="train")
+  data_lib.check_dataset(config)
+  with tfds.testing.mock_data(num_examples=6):
+    arr = data_lib.load_array(config, "train")
+  assert arr.images.shape == (6, 32, 32, 3)
+
+
+def test_unknown_and_non_image_datasets_are_named():
+  with pytest.raises(ConfigError, match="'mnistt'.*TFDS image dataset"):
+    data_lib.check_dataset(small_config(dataset="mnistt"))
+  with pytest.raises(ConfigError, match="'imdb_reviews'.*no 'image'"):
+    data_lib.check_dataset(small_config(dataset="imdb_reviews"))
+
+
+def _batches(ds):
+  return [b.numpy() for b in ds]
+
+
+def test_train_dataset_epochs_are_a_function_of_seed_and_epoch():
+  data = random_images(40)
+  config = small_config(epochs=3, steps_per_epoch=None, batch_size=8)
+  full = _batches(data_lib.train_dataset(config, data))
+  assert len(full) == 3 * 5
+  assert all(b.shape == (8, 28, 28, 1) and b.dtype == np.float32
+             for b in full)
+  resumed = _batches(data_lib.train_dataset(config, data, initial_epoch=1))
+  for a, b in zip(full[5:], resumed):
+    np.testing.assert_array_equal(a, b)
+  # Each epoch is a permutation of the data, and epochs differ in order.
+  first = np.concatenate(full[:5]).reshape(40, -1)
+  want = (data.images.reshape(40, -1) / 255.0).astype(np.float32)
+  assert sorted(map(bytes, first)) == sorted(map(bytes, want))
+  assert not np.array_equal(full[0], full[5])
+  other = _batches(data_lib.train_dataset(config.override(seed=4), data))
+  assert not np.array_equal(full[0], other[0])
+
+
+def test_alternating_batches_hold_k_minibatches():
+  data = random_images(40)
+  config = small_config(update="alternating", k=2, batch_size=4,
+                        steps_per_epoch=None, epochs=1)
+  batches = _batches(data_lib.train_dataset(config, data))
+  assert len(batches) == 5 and batches[0].shape[0] == 8
+
+
+def test_steps_per_epoch_longer_than_the_data_repeats_it():
+  data = random_images(10)
+  config = small_config(steps_per_epoch=4, batch_size=8, epochs=1)
+  assert len(_batches(data_lib.train_dataset(config, data))) == 4
+  with pytest.raises(ConfigError, match="batch_size=16"):
+    data_lib.steps_per_epoch(small_config(batch_size=16,
+                                          steps_per_epoch=None), 10)
+
+
+def test_toy_gaussian():
+  config = small_config(dataset="toy_gaussian", toy_mean=-1.0, toy_std=0.5,
+                        toy_size=20000)
+  x = data_lib.load_array(config, "train").images
+  assert x.shape == (20000, 1) and x.dtype == np.float32
+  assert abs(x.mean() + 1.0) < 0.02 and abs(x.std() - 0.5) < 0.02
+  np.testing.assert_array_equal(x, data_lib.load_array(config, "train").images)
+  np.testing.assert_array_equal(
+      data_lib.to_model_range(x[:5], "linear").numpy(), x[:5])
+
+
+def test_pixel_means():
+  data = data_lib.ArrayData(np.stack([np.zeros((2, 2, 1), np.uint8),
+                                      np.full((2, 2, 1), 255, np.uint8)]))
+  np.testing.assert_allclose(data_lib.pixel_means(data, "sigmoid"), 0.5)
+  np.testing.assert_allclose(data_lib.pixel_means(data, "tanh"), 0.0)
+
+
+def test_real_mnist_offline_with_the_papers_split(mnist_dirs):
+  manual, data_dir = mnist_dirs
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  train = data_lib.load_array(config, config.train_split)
+  val = data_lib.load_array(config, config.val_split)
+  assert train.images.shape == (50000, 28, 28, 1)
+  assert val.images.shape == (10000, 28, 28, 1)
+  assert set(np.unique(train.labels)) == set(range(10))
+  # Real digits: dark background, about 13% ink on average.
+  assert 0.12 < train.images.mean() / 255 < 0.14
+
+
+def test_missing_manual_dir_is_named(tmp_path):
+  config = small_config(dataset="mnist", tfds_data_dir=str(tmp_path),
+                        tfds_manual_dir=str(tmp_path / "nothing"))
+  with pytest.raises(ConfigError, match="tfds_manual_dir=.*nothing"):
+    data_lib.prepare(config)
+
+
+def test_wrong_files_in_manual_dir_say_what_to_do(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    (manual / name).write_bytes(b"not mnist")
+  config = small_config(dataset="mnist", tfds_data_dir=str(tmp_path / "d"),
+                        tfds_manual_dir=str(manual))
+  with pytest.raises(RuntimeError, match=r"(?s)could not prepare.*wrong checksum.*tfds_manual_dir"):
+    data_lib.prepare(config)

@@ -1,0 +1,232 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from adversarial import gan as gan_lib
+from adversarial import losses
+from adversarial import train_lib
+
+from conftest import random_images, small_config
+
+SHAPE = (28, 28, 1)
+
+
+def make_gan(**changes):
+  config = small_config(**changes)
+  means = np.full(SHAPE, 0.2, np.float32)
+  return train_lib.build_model(config, SHAPE, means, steps=3)
+
+
+def images(n=8, seed=0):
+  return random_images(n, SHAPE, seed).images.astype(np.float32) / 255.0
+
+
+def weights(model):
+  return [np.array(w) for w in model.weights]
+
+
+def changed(before, after):
+  return [not np.array_equal(a, b) for a, b in zip(before, after)]
+
+
+def test_discriminator_step_moves_only_d_and_generator_step_only_g():
+  gan = make_gan(update="alternating")
+  g0, d0 = weights(gan.generator), weights(gan.discriminator)
+  gan.discriminator_step(images())
+  assert not any(changed(g0, weights(gan.generator)))
+  assert all(changed(d0, weights(gan.discriminator)))
+  g1, d1 = weights(gan.generator), weights(gan.discriminator)
+  gan.generator_step(8)
+  assert all(changed(g1, weights(gan.generator)))
+  assert not any(changed(d1, weights(gan.discriminator)))
+
+
+def test_alternating_takes_k_discriminator_steps_per_generator_step():
+  gan = make_gan(update="alternating", k=3)
+  gan.train_on_batch(images(12))
+  assert int(gan.d_optimizer.iterations) == 3
+  assert int(gan.g_optimizer.iterations) == 1
+  with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of k"):
+    gan.train_on_batch(images(10))
+
+
+def test_simultaneous_moves_both_nets_once_per_step():
+  gan = make_gan()
+  gan.train_on_batch(images())
+  assert int(gan.d_optimizer.iterations) == 1
+  assert int(gan.g_optimizer.iterations) == 1
+
+
+def _plain_sgd_gan(update):
+  # No dropout, constant lr, no momentum: one step can be computed by hand.
+  gan = make_gan(update=update, d_input_dropout=0.0, d_hidden_dropout=0.0,
+                 lr_decay=1.0, min_learning_rate=0.0, momentum=0.0,
+                 final_momentum=0.0, learning_rate=0.5)
+  return gan
+
+
+def _grads(model, loss_fn):
+  with tf.GradientTape() as tape:
+    loss = loss_fn()
+  return tape.gradient(loss, model.trainable_variables)
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_one_step_matches_algorithm_by_hand(update):
+  gan = _plain_sgd_gan(update)
+  x = tf.constant(images())
+  state = gan.noise_seed.state.numpy().copy()
+  g, d = gan.generator, gan.discriminator
+  g0, d0 = weights(g), weights(d)
+
+  # The step by hand, from the same noise stream.
+  z1 = gan_lib.sample_prior([8, 8], tf.constant(state), "uniform")
+  d_grads = _grads(d, lambda: losses.discriminator_loss(d(x), d(g(z1))))
+  if update == "simultaneous":
+    # G's gradient from the same forward pass, at D's old weights.
+    g_grads = _grads(g, lambda: losses.non_saturating_generator_loss(
+        d(g(z1))))
+  expected_d = [w - 0.5 * gr.numpy() for w, gr in zip(d0, d_grads)]
+  if update == "alternating":
+    for var, w in zip(d.weights, expected_d):
+      var.assign(w)
+    z2 = gan_lib.sample_prior([8, 8], tf.constant(state + [0, 1]),
+                              "uniform")
+    # Algorithm 1: G's step sees the D that has just been updated.
+    g_grads = _grads(g, lambda: losses.non_saturating_generator_loss(
+        d(g(z2))))
+    for var, w in zip(d.weights, d0):
+      var.assign(w)
+  expected_g = [w - 0.5 * gr.numpy() for w, gr in zip(g0, g_grads)]
+
+  gan.train_on_batch(x)
+  for got, want in zip(weights(d), expected_d):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  for got, want in zip(weights(g), expected_g):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_of_each_step():
+  gan = make_gan()
+  history = gan.fit(images(24), batch_size=8, epochs=1, verbose=0)
+  assert set(history.history) == {"d_loss", "g_loss", "d_real", "d_fake"}
+  for name in ("d_real", "d_fake"):
+    assert 0.0 < history.history[name][0] < 1.0
+  assert history.history["d_loss"][0] == pytest.approx(np.log(2), abs=0.05)
+
+
+def _fit(gan, epochs=2, **kwargs):
+  return gan.fit(images(24), batch_size=8, epochs=epochs, verbose=0,
+                 shuffle=False, **kwargs)
+
+
+def test_same_seed_same_run_other_seed_other_run():
+  a, b, c = make_gan(seed=5), make_gan(seed=5), make_gan(seed=6)
+  for m in (a, b, c):
+    _fit(m)
+  for x, y in zip(weights(a), weights(b)):
+    np.testing.assert_array_equal(x, y)
+  assert any(changed(weights(a), weights(c)))
+
+
+def test_eager_graph_and_xla_agree():
+  runs = []
+  for kwargs in (dict(run_eagerly=True), dict(), dict(jit_compile=True)):
+    gan = make_gan()
+    gan.compile(d_optimizer=gan.d_optimizer.__class__.from_config(
+        gan.d_optimizer.get_config()),
+                g_optimizer=gan.g_optimizer.__class__.from_config(
+                    gan.g_optimizer.get_config()), **kwargs)
+    _fit(gan)
+    runs.append(weights(gan))
+  for other in runs[1:]:
+    for x, y in zip(runs[0], other):
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_keras_file_round_trip(tmp_path):
+  gan = make_gan()
+  _fit(gan)
+  path = str(tmp_path / "gan.keras")
+  gan.save(path)
+  loaded = keras.models.load_model(path)
+  assert isinstance(loaded, gan_lib.GAN)
+  np.testing.assert_array_equal(gan.generate(6, seed=11),
+                                loaded.generate(6, seed=11))
+  z = gan.noise_for_seed(4, 2)
+  np.testing.assert_array_equal(np.asarray(gan(z)), np.asarray(loaded(z)))
+  assert int(loaded.g_optimizer.iterations) == int(gan.g_optimizer.iterations)
+  assert loaded.get_config()["update"] == "simultaneous"
+  # The loaded model trains on exactly as the original does.
+  _fit(gan, epochs=1)
+  _fit(loaded, epochs=1)
+  for x, y in zip(weights(gan), weights(loaded)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_model_checkpoint_and_tensorboard_callbacks(tmp_path):
+  gan = make_gan()
+  _fit(gan, callbacks=[
+      keras.callbacks.ModelCheckpoint(str(tmp_path / "w-{epoch}.weights.h5"),
+                                      save_weights_only=True),
+      keras.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}.keras")),
+      keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
+  assert os.path.exists(tmp_path / "w-2.weights.h5")
+  restored = make_gan()
+  restored.load_weights(str(tmp_path / "w-2.weights.h5"))
+  np.testing.assert_array_equal(gan.generate(3), restored.generate(3))
+  loaded = keras.models.load_model(str(tmp_path / "m-2.keras"))
+  np.testing.assert_array_equal(gan.generate(3), loaded.generate(3))
+  events = os.listdir(tmp_path / "tb" / "train")
+  assert events and events[0].startswith("events.out.tfevents")
+
+
+class _Interrupt(keras.callbacks.Callback):
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == 2:
+      raise KeyboardInterrupt
+
+
+def test_backup_and_restore_resumes_exactly(tmp_path):
+  whole = make_gan()
+  _fit(whole, epochs=4)
+  backup = str(tmp_path / "backup")
+  part = make_gan()
+  with pytest.raises(KeyboardInterrupt):
+    _fit(part, epochs=4, callbacks=[keras.callbacks.BackupAndRestore(backup),
+                                    _Interrupt()])
+  resumed = make_gan()  # a fresh process would start from here
+  history = _fit(resumed, epochs=4,
+                 callbacks=[keras.callbacks.BackupAndRestore(backup)])
+  assert len(history.history["d_loss"]) == 2  # epochs 3 and 4 only
+  for x, y in zip(weights(whole), weights(resumed)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_prior_draws():
+  u = gan_lib.sample_prior([20000, 4], tf.constant([1, 2]), "uniform").numpy()
+  assert u.min() >= -np.sqrt(3) and u.max() <= np.sqrt(3)
+  assert abs(u.mean()) < 0.02 and abs(u.var() - 1) < 0.03
+  n = gan_lib.sample_prior([20000, 4], tf.constant([1, 2]), "normal").numpy()
+  assert abs(n.mean()) < 0.02 and abs(n.var() - 1) < 0.03
+  gan = make_gan()
+  np.testing.assert_array_equal(gan.generate(5, seed=3),
+                                gan.generate(5, seed=3))
+  assert not np.array_equal(gan.generate(5, seed=3), gan.generate(5, seed=4))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(prior="cauchy"), "prior='cauchy'"),
+    (dict(update="both"), "update='both'"),
+    (dict(update="alternating", k=0), "k=0"),
+    (dict(k=2), "k=2 is not accepted with update='simultaneous'"),
+    (dict(g_loss="hinge"), "g_loss='hinge'"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+  gan = make_gan()
+  with pytest.raises(ValueError, match=message):
+    gan_lib.GAN(gan.generator, gan.discriminator, **kwargs)

@@ -1,0 +1,51 @@
+import numpy as np
+import tensorflow as tf
+
+from adversarial import rng
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+  a = rng.random_bits([1000], tf.constant([1, 2])).numpy()
+  b = rng.random_bits([1000], tf.constant([1, 2])).numpy()
+  c = rng.random_bits([1000], tf.constant([1, 3])).numpy()
+  d = rng.random_bits([1000], tf.constant([2, 2])).numpy()
+  np.testing.assert_array_equal(a, b)
+  assert (a == c).mean() < 0.01 and (a == d).mean() < 0.01
+  assert a.min() >= 0 and a.max() < 2**32
+
+
+def test_bits_are_uniform_and_uncorrelated():
+  bits = rng.random_bits([200_000], tf.constant([7, 0])).numpy()
+  # Each byte of the words is uniform: chi-square over 256 bins.
+  for shift in (0, 8, 16, 24):
+    counts = np.bincount((bits >> shift) & 255, minlength=256)
+    chi2 = ((counts - counts.mean())**2 / counts.mean()).sum()
+    assert chi2 < 350, (shift, chi2)  # 255 dof: p < 1e-4 above ~350
+  u = bits / 2**32
+  assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01
+  other = rng.random_bits([200_000], tf.constant([7, 1])).numpy() / 2**32
+  assert abs(np.corrcoef(u, other)[0, 1]) < 0.01
+
+
+def test_identical_under_xla():
+  seed = tf.Variable([3, 9], dtype=tf.int64)
+  bits = lambda: rng.random_bits([64, 33], seed.value())
+  np.testing.assert_array_equal(tf.function(bits)().numpy(),
+                                tf.function(bits, jit_compile=True)().numpy())
+  fn = lambda: (rng.uniform([64, 33], seed.value(), -1.0, 2.0),
+                rng.normal([500], seed.value()),
+                rng.keep_mask([10, 10], seed.value(), 0.3))
+  plain = [t.numpy() for t in tf.function(fn)()]
+  xla = [t.numpy() for t in tf.function(fn, jit_compile=True)()]
+  # The integers are exact; floats may differ by an ulp where XLA fuses a
+  # multiply-add.
+  np.testing.assert_allclose(plain[0], xla[0], rtol=0, atol=3e-7)
+  np.testing.assert_allclose(plain[1], xla[1], rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(plain[2], xla[2])
+  assert plain[0].min() >= -1.0 and plain[0].max() < 2.0
+
+
+def test_keep_mask_rate():
+  mask = rng.keep_mask([100_000], tf.constant([0, 0]), 0.2).numpy()
+  assert abs(mask.mean() - 0.8) < 0.005
+  assert rng.keep_mask([100], tf.constant([0, 0]), 0.0).numpy().all()

@@ -1,0 +1,252 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from adversarial import callbacks as callbacks_lib
+from adversarial import images as images_lib
+from adversarial import train_lib
+from adversarial.config import ConfigError
+
+from conftest import REPO, random_images, small_config
+
+DATA = random_images(48)
+
+
+def run(config, workdir, **kwargs):
+  return train_lib.train(config, str(workdir), verbose=0, train_data=DATA,
+                         **kwargs)
+
+
+def weights(model):
+  return [np.array(w) for w in model.weights]
+
+
+def test_workdir_after_a_run(tmp_path):
+  config = small_config(epochs=2)
+  result = run(config, tmp_path)
+  assert (result.initial_epoch, result.epochs_done) == (0, 2)
+  assert set(result.history) >= {"d_loss", "g_loss", "d_real", "d_fake"}
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["batch_size"] == 8 and saved["g_hidden"] == [16]
+  state = callbacks_lib.read_state(str(tmp_path / "checkpoints"))
+  assert state["epoch"] == 2 and os.path.exists(state["weights"])
+  # 2 x 2 grid of 28 x 28 samples with 1-pixel padding.
+  for epoch in (1, 2):
+    png = images_lib.read_png(str(tmp_path / "samples" /
+                                  f"epoch-{epoch:04d}.png"))
+    assert png.shape == (2 * 29 + 1, 2 * 29 + 1, 1)
+  assert os.listdir(tmp_path / "tensorboard" / "train")
+  assert os.listdir(tmp_path / "tensorboard" / "samples")
+
+
+class Interrupt(keras.callbacks.Callback):
+  """Stops a run at (epoch, batch) the way a kill would: no cleanup."""
+
+  def __init__(self, epoch, batch):
+    super().__init__()
+    self.at = (epoch, batch)
+    self.epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    if (self.epoch, batch) == self.at:
+      raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_interrupted_run_resumes_where_it_stopped_and_ends_the_same(
+    tmp_path, update):
+  config = small_config(epochs=3, update=update, k=2 if update ==
+                        "alternating" else 1)
+  whole = run(config, tmp_path / "whole")
+  with pytest.raises(KeyboardInterrupt):
+    run(config, tmp_path / "part", callbacks=[Interrupt(1, 1)])
+  # Epoch 1 was in progress: only it is lost.
+  state = callbacks_lib.read_state(str(tmp_path / "part" / "checkpoints"))
+  assert state["epoch"] == 1
+  resumed = run(config, tmp_path / "part")
+  assert resumed.initial_epoch == 1
+  assert len(resumed.history["d_loss"]) == 2
+  for a, b in zip(weights(whole.model), weights(resumed.model)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(whole.model.generate(4),
+                                resumed.model.generate(4))
+
+
+def test_more_epochs_extend_the_same_run(tmp_path):
+  run(small_config(epochs=1), tmp_path)
+  more = run(small_config(epochs=2), tmp_path)
+  assert (more.initial_epoch, more.epochs_done) == (1, 2)
+  again = run(small_config(epochs=2), tmp_path)  # nothing left to do
+  assert again.history == {} and again.initial_epoch == 2
+
+
+class PoisonAt(keras.callbacks.Callback):
+
+  def __init__(self, epoch):
+    super().__init__()
+    self.epoch = epoch
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == self.epoch:
+      kernel = self.model.generator.weights[0]
+      kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
+    tmp_path):
+  with pytest.raises(callbacks_lib.TrainingDivergedError,
+                     match=r"diverged at epoch 2, step 1: .*nan.*"
+                     r"epoch-0001.weights.h5 \(epoch 1\), is kept"):
+    run(small_config(epochs=3), tmp_path, callbacks=[PoisonAt(1)])
+  state = callbacks_lib.read_state(str(tmp_path / "checkpoints"))
+  assert state["epoch"] == 1
+  model, _, record = train_lib.restore(str(tmp_path), "last")
+  assert record["epoch"] == 1
+  assert all(np.isfinite(w).all() for w in weights(model))
+  assert not os.path.exists(tmp_path / "samples" / "epoch-0002.png")
+
+
+def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
+  run(small_config(epochs=1), tmp_path)
+  before = (tmp_path / "config.json").read_text()
+  with pytest.raises(ConfigError, match=r"different configuration \(k: "
+                     r"saved 1, requested 2.*update: saved 'simultaneous'"):
+    run(small_config(epochs=2, update="alternating", k=2), tmp_path)
+  assert (tmp_path / "config.json").read_text() == before
+  assert callbacks_lib.read_state(str(tmp_path / "checkpoints"))["epoch"] == 1
+
+
+def test_bad_input_fails_before_any_work(tmp_path):
+  with pytest.raises(ConfigError, match="batch_size=0"):
+    run(small_config(batch_size=0), tmp_path / "w")
+  with pytest.raises(ConfigError, match="dataset='nope'"):
+    train_lib.train(small_config(dataset="nope"), str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_restore_errors_name_what_is_missing(tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    train_lib.restore(str(tmp_path / "none"))
+  run(small_config(epochs=1), tmp_path)
+  with pytest.raises(FileNotFoundError, match="checkpoint='x.weights.h5'"):
+    train_lib.restore(str(tmp_path), "x.weights.h5")
+
+
+# The command line ---------------------------------------------------------
+
+TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
+        "--set=latent_dim=8", "--batch_size=20"]
+
+
+def cli(args, mnist_dirs, **kwargs):
+  manual, data_dir = mnist_dirs
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
+             ADVERSARIAL_TFDS_MANUAL_DIR=manual,
+             ADVERSARIAL_TFDS_DATA_DIR=data_dir)
+  return subprocess.Popen(
+      [sys.executable, "-m", "adversarial.train", *args], env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
+  workdir = tmp_path / "run"
+  proc = cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
+              "--steps_per_epoch=30", "--set=monitor_samples=1000",
+              "--verbose=2", *TINY], mnist_dirs)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert "Epoch 2/2" in out and "val_parzen" in out
+  assert "trained epochs 0..2" in out
+  state = callbacks_lib.read_state(str(workdir / "checkpoints"))
+  assert state["epoch"] == 2
+  assert np.isfinite(state["logs"]["val_parzen"])
+  best = callbacks_lib.read_best(str(workdir / "checkpoints"))
+  assert best["epoch"] in (1, 2) and os.path.exists(best["weights"])
+  grid = images_lib.read_png(str(workdir / "samples" / "epoch-0002.png"))
+  assert grid.shape == (10 * 29 + 1, 10 * 29 + 1, 1)
+  assert json.loads((workdir / "config.json").read_text())[
+      "steps_per_epoch"] == 30
+  manual, data_dir = mnist_dirs
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+  ev = subprocess.run(
+      [sys.executable, "-m", "adversarial.evaluate", f"--workdir={workdir}",
+       "--num_samples=2000", "--num_test=2000",
+       f"--tfds_manual_dir={manual}", f"--tfds_data_dir={data_dir}"],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert ev.returncode == 0, ev.stdout + ev.stderr
+  assert "Parzen-window log-likelihood:" in ev.stdout
+  result = json.loads((workdir / "evaluation.json").read_text())
+  assert result["num_samples"] == 2000 and result["num_test"] == 2000
+  assert result["epoch"] == best["epoch"]
+  scores = {float(k): v for k, v in result["validation"].items()}
+  assert len(scores) == 10 and result["sigma"] == max(scores, key=scores.get)
+  assert np.isfinite(result["mean"]) and result["stderr"] > 0
+
+
+def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
+    tmp_path, mnist_dirs):
+  args = ["--dataset=mnist", "--epochs=3", "--steps_per_epoch=400",
+          "--set=monitor_samples=0", "--verbose=0", *TINY]
+  whole = cli(args + [f"--workdir={tmp_path / 'whole'}"], mnist_dirs)
+  killed_dir = tmp_path / "killed"
+  victim = cli(args + [f"--workdir={killed_dir}"], mnist_dirs)
+  state_file = killed_dir / "checkpoints" / "state.json"
+  deadline = time.time() + 240
+  while not state_file.exists() and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.5)  # well into epoch 2
+  victim.send_signal(signal.SIGKILL)
+  victim.communicate()
+  assert victim.returncode == -signal.SIGKILL
+  epoch = json.loads(state_file.read_text())["epoch"]
+  assert 1 <= epoch < 3
+  resumed = cli(args + [f"--workdir={killed_dir}"], mnist_dirs)
+  out, _ = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, out
+  assert f"trained epochs {epoch}..3" in out
+  out, _ = whole.communicate(timeout=300)
+  assert whole.returncode == 0, out
+  a = train_lib.restore(str(tmp_path / "whole"), "last")[0]
+  b = train_lib.restore(str(killed_dir), "last")[0]
+  for x, y in zip(weights(a), weights(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--dataset=mnist_typo", "dataset='mnist_typo' is not accepted"),
+    ("--batch_size=0", "batch_size=0 is not accepted"),
+    ("--k=0", "k=0 is not accepted"),
+    ("--g_loss=hinge", "g_loss='hinge' is not accepted"),
+    ("--optimizer=sgdd", "optimizer='sgdd' is not accepted"),
+    ("--config=paper", "config='paper' is not a known preset"),
+])
+def test_cli_bad_input_is_named(tmp_path, flag, message):
+  from absl import flags
+  from adversarial import train as train_bin
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["train", f"--workdir={tmp_path}", flag])
+  try:
+    with pytest.raises(ConfigError, match=message):
+      cfg = train_bin.config_from_flags()
+      from adversarial import data as data_lib
+      data_lib.check_dataset(cfg)
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
+  proc = cli([f"--workdir={tmp_path}", "--batch_size=-5"], mnist_dirs)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert "batch_size=-5 is not accepted: expected a positive integer" in out
+  assert not os.listdir(tmp_path)
