@@ -56,5 +56,10 @@ def main(argv):
     print(f"samples: {result['samples_png']}")
 
 
-if __name__ == "__main__":
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -55,6 +55,18 @@ def sample_prior(shape, seed, prior: str = "uniform") -> tf.Tensor:
                    f"{', '.join(repr(p) for p in PRIORS)}.")
 
 
+def sample_prior_rows(seeds, latent_dim: int, prior: str = "uniform"
+                      ) -> tf.Tensor:
+  """z [len(seeds), latent_dim], row i a function of seeds[i] alone: the z of
+  `GAN.generate(1, seed=seeds[i])`."""
+  if prior == "uniform":
+    return rng.uniform_rows(seeds, latent_dim, -SQRT3, SQRT3)
+  if prior == "normal":
+    return rng.normal_rows(seeds, latent_dim)
+  raise ValueError(f"prior={prior!r} is not accepted: expected one of "
+                   f"{', '.join(repr(p) for p in PRIORS)}.")
+
+
 @keras.saving.register_keras_serializable(package="adversarial")
 class GAN(keras.Model):
   """A generator and a discriminator trained against each other by `fit()`.

@@ -37,36 +37,65 @@ def _fmix32(h):
   return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
 
 
+def _bits(seed0, seed1, counter):
+  """32-bit hashes of (seed0, seed1, counter), elementwise, broadcasting."""
+  seed0 = tf.cast(seed0, tf.int64) & _MASK
+  seed1 = tf.cast(seed1, tf.int64) & _MASK
+  key0 = _fmix32((seed0 * 0x9E3779B9 + 0x7F4A7C15) & _MASK)
+  key1 = _fmix32(tf.bitwise.bitwise_xor(
+      tf.bitwise.bitwise_xor(seed1, key0), tf.constant(0x165667B1, tf.int64)))
+  h = _fmix32((counter + key1) & _MASK)
+  h = _fmix32(tf.bitwise.bitwise_xor(h, key0))
+  return _fmix32((h + key1 * 3) & _MASK)
+
+
 def random_bits(shape, seed) -> tf.Tensor:
   """Uniform 32-bit integers, int64 tensor of `shape`, a function of
   (seed, position) alone."""
-  seed = tf.cast(seed, tf.int64) & _MASK
-  key0 = _fmix32((seed[0] * 0x9E3779B9 + 0x7F4A7C15) & _MASK)
-  key1 = _fmix32(tf.bitwise.bitwise_xor(
-      tf.bitwise.bitwise_xor(seed[1], key0), tf.constant(0x165667B1, tf.int64)))
+  seed = tf.cast(seed, tf.int64)
   n = tf.reduce_prod(tf.cast(shape, tf.int64))
   counter = tf.range(n, dtype=tf.int64)
-  h = _fmix32((counter + key1) & _MASK)
-  h = _fmix32(tf.bitwise.bitwise_xor(h, key0))
-  h = _fmix32((h + key1 * 3) & _MASK)
-  return tf.reshape(h, shape)
+  return tf.reshape(_bits(seed[0], seed[1], counter), shape)
+
+
+def _to_unit(bits):
+  return tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) * (
+      1.0 / (1 << 24))
+
+
+def uniform_rows(seeds, width: int, minval: float = 0.0,
+                 maxval: float = 1.0) -> tf.Tensor:
+  """[len(seeds), width] uniforms; row i equals
+  `uniform([1, width], [seeds[i], 0])`."""
+  seeds = tf.reshape(tf.cast(seeds, tf.int64), [-1, 1])
+  counter = tf.range(width, dtype=tf.int64)[None, :]
+  return minval + (maxval - minval) * _to_unit(_bits(seeds, 0, counter))
+
+
+def normal_rows(seeds, width: int) -> tf.Tensor:
+  """[len(seeds), width] normals; row i equals `normal([1, width],
+  [seeds[i], 0])`."""
+  u = uniform_rows(seeds, 2 * width)
+  return _box_muller(u[:, :width], u[:, width:])
+
+
+def _box_muller(u1, u2):
+  # 1 - u1 is in (0, 1], so the log is finite.
+  return tf.sqrt(-2.0 * tf.math.log(1.0 - u1)) * tf.cos(2.0 * math.pi * u2)
 
 
 def uniform(shape, seed, minval: float = 0.0, maxval: float = 1.0
             ) -> tf.Tensor:
   """float32 uniform on [minval, maxval), exact on every backend (24-bit
   grid)."""
-  bits = tf.bitwise.right_shift(random_bits(shape, seed), 8)
-  unit = tf.cast(bits, tf.float32) * (1.0 / (1 << 24))
-  return minval + (maxval - minval) * unit
+  return minval + (maxval - minval) * _to_unit(random_bits(shape, seed))
 
 
 def normal(shape, seed) -> tf.Tensor:
   """float32 standard normal by Box-Muller. The uniforms are exact; the
   transcendental functions may differ by an ulp between backends."""
   u = uniform(tf.concat([[2], tf.cast(shape, tf.int32)], 0), seed)
-  u1 = 1.0 - u[0]  # (0, 1]: log is finite
-  return tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(2.0 * math.pi * u[1])
+  return _box_muller(u[0], u[1])
 
 
 def keep_mask(shape, seed, rate: float) -> tf.Tensor:

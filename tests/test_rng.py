@@ -49,3 +49,15 @@ def test_keep_mask_rate():
   mask = rng.keep_mask([100_000], tf.constant([0, 0]), 0.2).numpy()
   assert abs(mask.mean() - 0.8) < 0.005
   assert rng.keep_mask([100], tf.constant([0, 0]), 0.0).numpy().all()
+
+
+def test_rows_equal_single_draws():
+  seeds = tf.constant([0, 5, 2**31 + 7], tf.int64)
+  rows = rng.uniform_rows(seeds, 6, -2.0, 2.0).numpy()
+  normals = rng.normal_rows(seeds, 6).numpy()
+  for i, s in enumerate(seeds.numpy()):
+    one = rng.uniform([1, 6], tf.constant([s, 0], tf.int64), -2.0, 2.0)
+    np.testing.assert_array_equal(rows[i], one.numpy()[0])
+    np.testing.assert_allclose(
+        normals[i], rng.normal([1, 6], tf.constant([s, 0], tf.int64))
+        .numpy()[0], rtol=1e-6)

@@ -1,0 +1,223 @@
+"""Exports a trained generator as a SavedModel that TF Serving serves.
+
+    from export import export_generator
+    path = export_generator("runs/mnist", "serving/gan")   # serving/gan/1
+
+The export holds the generator alone, in TF Serving's layout
+`<export_dir>/<version>/`, with these signatures:
+
+  serving_default  z      float32 [batch, latent_dim] -> images float32
+                   [batch, H, W, C] in the data's pixel range
+  sample           seed   int64 [batch] -> images: one image per seed, the
+                   same on every call and machine (z is drawn from the prior
+                   by `adversarial.rng`, exact integer arithmetic)
+  sample_png       seed   int64 [batch] -> png: string [batch], PNG bytes
+
+`assets.extra/tf_serving_warmup_requests` holds one PredictionLog per
+signature, which TF Serving replays before it takes traffic. The training
+config and the package version travel as assets (`assets/config.json`,
+`assets/version.txt`).
+
+An export is written into a temporary directory beside the target, loaded
+back and checked, then renamed into place: a server polling `export_dir`
+never sees half a model, and a failed export leaves earlier versions as they
+were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+SIGNATURES = ("serving_default", "sample", "sample_png")
+
+
+class ExportError(RuntimeError):
+  """The export could not be written; nothing was left half-written."""
+
+
+class _GeneratorModule(tf.Module):
+  """The generator with its serving signatures."""
+
+  def __init__(self, generator, latent_dim: int, prior: str,
+               output_activation: str):
+    super().__init__(name="generator_module")
+    from adversarial.gan import sample_prior_rows
+    self.generator = generator
+    self._variables = list(generator.weights)
+    self.latent_dim = latent_dim
+    self._prior = prior
+    self._output_activation = output_activation
+    self._rows = sample_prior_rows
+
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    seed_spec = tf.TensorSpec([None], tf.int64, name="seed")
+    self.serving_default = tf.function(self._from_z, input_signature=[z_spec])
+    self.sample = tf.function(self._from_seed, input_signature=[seed_spec])
+    self.sample_png = tf.function(self._png, input_signature=[seed_spec])
+
+  def _images(self, z):
+    return tf.cast(self.generator(z, training=False), tf.float32)
+
+  def _from_z(self, z):
+    return {"images": self._images(z)}
+
+  def _from_seed(self, seed):
+    z = self._rows(seed, self.latent_dim, self._prior)
+    return {"images": self._images(z)}
+
+  def _png(self, seed):
+    images = self._from_seed(seed)["images"]
+    if self._output_activation == "tanh":
+      images = (images + 1.0) / 2.0
+    pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
+                     tf.uint8)
+    return {"png": tf.map_fn(tf.io.encode_png, pixels,
+                             fn_output_signature=tf.string)}
+
+
+def next_version(export_dir: str) -> int:
+  """1 + the largest integer version in `export_dir` (1 when none)."""
+  if not os.path.isdir(export_dir):
+    return 1
+  versions = [int(n) for n in os.listdir(export_dir) if n.isdigit()]
+  return max(versions, default=0) + 1
+
+
+def _warmup_requests(latent_dim: int, model_name: str) -> list[bytes]:
+  from tensorflow_serving.apis import model_pb2
+  from tensorflow_serving.apis import predict_pb2
+  from tensorflow_serving.apis import prediction_log_pb2
+  inputs = {
+      "serving_default": {"z": np.zeros([1, latent_dim], np.float32)},
+      "sample": {"seed": np.array([0], np.int64)},
+      "sample_png": {"seed": np.array([0], np.int64)},
+  }
+  records = []
+  for signature in SIGNATURES:
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name,
+                                       signature_name=signature))
+    for key, value in inputs[signature].items():
+      request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+    records.append(log.SerializeToString())
+  return records
+
+
+def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
+                     version: Optional[int] = None,
+                     model_name: str = "generator") -> str:
+  """Writes the generator of a training run as a servable SavedModel.
+
+  Args:
+    workdir: the training run's directory.
+    export_dir: the model's base directory (TF Serving's `model_base_path`).
+    checkpoint: 'best', 'last' or a `.weights.h5` path.
+    version: the version to write; the next integer when None. An existing
+      version is never overwritten.
+    model_name: the model name the warm-up requests carry.
+
+  Returns:
+    The path of the written version, `<export_dir>/<version>`.
+
+  Raises:
+    FileNotFoundError: no such work directory or checkpoint.
+    ExportError: the version exists, `export_dir` cannot be written, or the
+      written model does not reproduce the generator.
+  """
+  import adversarial
+  from adversarial import train_lib
+
+  if version is not None and (not isinstance(version, int) or version < 1):
+    raise ExportError(f"version={version!r} is not accepted: expected a "
+                      f"positive integer (TF Serving's version directory).")
+  model, config, record = train_lib.restore(workdir, checkpoint)
+  try:
+    os.makedirs(export_dir, exist_ok=True)
+  except OSError as e:
+    raise ExportError(f"export_dir={export_dir!r} cannot be created: {e}; "
+                      f"expected a writable directory.") from e
+  if not os.access(export_dir, os.W_OK):
+    raise ExportError(f"export_dir={export_dir!r} is not writable: expected "
+                      f"a directory this process can write to.")
+  version = version or next_version(export_dir)
+  final = os.path.join(export_dir, str(version))
+  if os.path.exists(final):
+    raise ExportError(
+        f"version {version} already exists at {final!r}: expected a new "
+        f"version (the next free one is {next_version(export_dir)}); "
+        f"exports are never overwritten.")
+
+  # A dot name: TF Serving only loads integer-named directories.
+  tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+  try:
+    assets = os.path.join(tmp, "_assets_src")
+    os.makedirs(assets)
+    with open(os.path.join(assets, "config.json"), "w") as f:
+      f.write(config.to_json())
+    with open(os.path.join(assets, "version.txt"), "w") as f:
+      f.write(f"adversarial {adversarial.__version__}\n"
+              f"checkpoint {os.path.basename(record['weights'])} epoch "
+              f"{record.get('epoch')}\n")
+    module = _GeneratorModule(model.generator, config.latent_dim,
+                              config.prior, config.g_output)
+    module.config_asset = tf.saved_model.Asset(
+        os.path.join(assets, "config.json"))
+    module.version_asset = tf.saved_model.Asset(
+        os.path.join(assets, "version.txt"))
+    saved = os.path.join(tmp, "model")
+    tf.saved_model.save(
+        module, saved,
+        signatures={"serving_default": module.serving_default,
+                    "sample": module.sample,
+                    "sample_png": module.sample_png})
+    extra = os.path.join(saved, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+      for request in _warmup_requests(config.latent_dim, model_name):
+        writer.write(request)
+    _check(saved, model, config.latent_dim)
+    os.rename(saved, final)
+  except ExportError:
+    raise
+  except Exception as e:
+    raise ExportError(f"export to {final!r} failed ({type(e).__name__}: "
+                      f"{e}); earlier versions are untouched.") from e
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return final
+
+
+def _check(path: str, model, latent_dim: int) -> None:
+  """Loads the written model back; its images must be the generator's."""
+  loaded = tf.saved_model.load(path)
+  z = model.noise_for_seed(4, 12345)
+  got = loaded.signatures["serving_default"](z=z)["images"].numpy()
+  want = np.asarray(model.generator(z, training=False))
+  if not np.allclose(got, want, rtol=0, atol=1e-6):
+    raise ExportError(
+        f"the written model's images differ from the generator's by "
+        f"{np.abs(got - want).max():.3g}: expected at most 1e-6.")
+  seeds = tf.constant([7, 7], tf.int64)
+  pair = loaded.signatures["sample"](seed=seeds)["images"].numpy()
+  if not np.array_equal(pair[0], pair[1]):
+    raise ExportError("the written model's `sample` signature gives two "
+                      "images for one seed: expected one.")
+
+
+def read_metadata(path: str) -> dict:
+  """The training config and version text that an export carries."""
+  with open(os.path.join(path, "assets", "config.json")) as f:
+    config = json.load(f)
+  with open(os.path.join(path, "assets", "version.txt")) as f:
+    version = f.read()
+  return {"config": config, "version": version}

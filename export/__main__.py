@@ -1,0 +1,48 @@
+r"""Exports a training run's generator for TF Serving.
+
+Usage:
+
+  python -m export --workdir=runs/mnist --export_dir=serving/gan \
+      [--checkpoint=best|last|PATH] [--version=N]
+
+Writes <export_dir>/<version>/ (the next integer version when --version is
+not given) atomically; an existing version is never overwritten. Serve it
+with TF Serving's `--model_base_path=<export_dir>` (see BUILD.md).
+"""
+
+from absl import app
+from absl import flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
+                               required=True)
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Base directory of the served model.", required=True)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "best", "best (validation Parzen), last, or a .weights.h5 "
+    "path.")
+_VERSION = flags.DEFINE_integer("version", None,
+                                "Version number (default: next free).")
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name", "generator", "Model name in the warm-up requests.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import export
+  try:
+    path = export.export_generator(
+        _WORKDIR.value, _EXPORT_DIR.value, checkpoint=_CHECKPOINT.value,
+        version=_VERSION.value, model_name=_MODEL_NAME.value)
+  except (FileNotFoundError, export.ExportError) as e:
+    raise SystemExit(f"error: {e}") from None
+  print(f"exported the generator to {path}")
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

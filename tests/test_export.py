@@ -1,0 +1,183 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import export
+from adversarial import train_lib
+
+from conftest import REPO, random_images, small_config
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  train_lib.train(small_config(epochs=1), str(workdir), verbose=0,
+                  train_data=random_images(48))
+  return str(workdir)
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+  base = str(tmp_path_factory.mktemp("serving"))
+  return export.export_generator(run_dir, base), base
+
+
+def test_layout_versions_and_metadata(run_dir, exported, tmp_path):
+  path, base = exported
+  assert path == os.path.join(base, "1")
+  assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= set(
+      os.listdir(path))
+  meta = export.read_metadata(path)
+  assert meta["config"]["latent_dim"] == 8
+  assert meta["version"].startswith("adversarial 0.1.0")
+  second = export.export_generator(run_dir, str(tmp_path), version=7)
+  assert second.endswith("/7")
+  assert export.export_generator(run_dir, str(tmp_path)).endswith("/8")
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+  path, _ = exported
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  out = subprocess.run([cli, "show", "--all", "--dir", path],
+                       capture_output=True, text=True, timeout=120).stdout
+  sections = {name: out.split(f"signature_def['{name}']")[1].split(
+      "signature_def[")[0] for name in export.SIGNATURES}
+  z = sections["serving_default"]
+  assert "inputs['z']" in z and "DT_FLOAT" in z and "shape: (-1, 8)" in z
+  assert "outputs['images']" in z and "shape: (-1, 28, 28, 1)" in z
+  s = sections["sample"]
+  assert "inputs['seed']" in s and "DT_INT64" in s and "shape: (-1)" in s
+  assert "outputs['images']" in s
+  p = sections["sample_png"]
+  assert "outputs['png']" in p and "DT_STRING" in p
+
+
+CHECK = r"""
+import sys, numpy as np, tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+z = np.load(sys.argv[2])
+out = {"default": m.signatures["serving_default"](z=tf.constant(z))["images"],
+       "s1": m.signatures["sample"](seed=tf.constant([3, 4, 3], tf.int64))
+       ["images"],
+       "s2": m.signatures["sample"](seed=tf.constant([4], tf.int64))["images"],
+       "png": m.signatures["sample_png"](seed=tf.constant([3], tf.int64))
+       ["png"]}
+np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
+"""
+
+
+def test_a_fresh_process_gets_the_generators_images(run_dir, exported,
+                                                     tmp_path):
+  path, _ = exported
+  model = train_lib.restore(run_dir)[0]
+  z = model.noise_for_seed(5, 99).numpy()
+  np.save(tmp_path / "z.npy", z)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run(
+      [sys.executable, "-c", CHECK, path, str(tmp_path / "z.npy"),
+       str(tmp_path / "out.npz")], env=env, capture_output=True, text=True,
+      timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  out = np.load(tmp_path / "out.npz", allow_pickle=True)
+  np.testing.assert_allclose(out["default"], np.asarray(model.generator(z)),
+                             rtol=0, atol=1e-6)
+  s1 = out["s1"]
+  np.testing.assert_array_equal(s1[0], s1[2])       # same seed, same image
+  assert not np.array_equal(s1[0], s1[1])
+  # Any batch, any call: the same z (the matmul may round to an ulp apart).
+  np.testing.assert_allclose(s1[1], out["s2"][0], rtol=0, atol=1e-6)
+  # The seed's image is the trained model's generate(1, seed).
+  np.testing.assert_allclose(s1[0], model.generate(1, seed=3)[0], atol=1e-6)
+  png = tf.io.decode_png(out["png"][0]).numpy()
+  np.testing.assert_array_equal(png, np.round(s1[0] * 255).astype(np.uint8))
+
+
+def test_warmup_records_replay_through_their_signatures(exported):
+  from tensorflow_serving.apis import prediction_log_pb2
+  path, _ = exported
+  loaded = tf.saved_model.load(path)
+  records = list(tf.data.TFRecordDataset(
+      os.path.join(path, "assets.extra", export.WARMUP_FILE)))
+  assert len(records) == 3
+  expected = {"serving_default": ("images", tf.float32, (1, 28, 28, 1)),
+              "sample": ("images", tf.float32, (1, 28, 28, 1)),
+              "sample_png": ("png", tf.string, (1,))}
+  seen = set()
+  for record in records:
+    log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    request = log.predict_log.request
+    assert request.model_spec.name == "generator"
+    name = request.model_spec.signature_name
+    inputs = {k: tf.constant(tf.make_ndarray(v))
+              for k, v in request.inputs.items()}
+    outputs = loaded.signatures[name](**inputs)
+    key, dtype, shape = expected[name]
+    assert list(outputs) == [key]
+    assert outputs[key].dtype == dtype and outputs[key].shape == shape
+    seen.add(name)
+  assert seen == set(export.SIGNATURES)
+
+
+def test_bad_requests_fail_at_the_signature(exported):
+  path, _ = exported
+  fn = tf.saved_model.load(path).signatures["serving_default"]
+  with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError),
+                     match="(?i)shape|incompatible"):
+    fn(z=tf.zeros([2, 9]))
+  with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError),
+                     match="(?i)dtype|int32|float"):
+    fn(z=tf.zeros([2, 8], tf.int32))
+
+
+def _listing(base):
+  return sorted(os.listdir(base))
+
+
+def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
+                                                      monkeypatch):
+  base = str(tmp_path / "serving")
+  export.export_generator(run_dir, base)
+  before = _listing(base)
+  with pytest.raises(export.ExportError, match="version 1 already exists"):
+    export.export_generator(run_dir, base, version=1)
+  with pytest.raises(FileNotFoundError, match="workdir="):
+    export.export_generator(str(tmp_path / "none"), base)
+  with pytest.raises(FileNotFoundError, match="checkpoint='nope.weights.h5'"):
+    export.export_generator(run_dir, base, checkpoint="nope.weights.h5")
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(export.ExportError, match="cannot be created"):
+    export.export_generator(run_dir, str(blocker / "sub"))
+  with pytest.raises(export.ExportError, match="version=0"):
+    export.export_generator(run_dir, base, version=0)
+  # A failure after the model was written: earlier versions stay as they
+  # were and no partial version appears.
+  def broken(*args):
+    raise export.ExportError("simulated failure")
+  monkeypatch.setattr(export, "_check", broken)
+  with pytest.raises(export.ExportError, match="simulated"):
+    export.export_generator(run_dir, base)
+  assert _listing(base) == before == ["1"]
+  assert os.path.exists(os.path.join(base, "1", "saved_model.pb"))
+
+
+def test_export_command_line(run_dir, tmp_path):
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+  base = tmp_path / "serving"
+  ok = subprocess.run(
+      [sys.executable, "-m", "export", f"--workdir={run_dir}",
+       f"--export_dir={base}", "--checkpoint=last"], env=env,
+      capture_output=True, text=True, timeout=180)
+  assert ok.returncode == 0, ok.stderr
+  assert f"exported the generator to {base}/1" in ok.stdout
+  again = subprocess.run(
+      [sys.executable, "-m", "export", f"--workdir={run_dir}",
+       f"--export_dir={base}", "--version=1"], env=env,
+      capture_output=True, text=True, timeout=180)
+  assert again.returncode != 0
+  assert "version 1 already exists" in again.stderr
