@@ -260,15 +260,19 @@ PRESETS: dict[str, Config] = {
         update="alternating", optimizer="adam", learning_rate=2e-4,
         lr_decay=1.0, min_learning_rate=0.0, beta_1=0.5, batch_size=64,
         epochs=50),
-    # Figure 1's 1-D toy: data N(4, 0.5^2), z uniform, small nets.
+    # Figure 1's 1-D toy: data N(-1.5, 0.5^2), z uniform, small nets; G
+    # starts on [0, 1], away from the data. The data sit near 0, where D's
+    # maxout units start bending: data far out (N(4, 0.5^2)) leave D
+    # piecewise linear, and nearly constant, over them.
     "toy_1d": Config(
-        dataset="toy_gaussian", train_split="train", val_split=None,
+        dataset="toy_gaussian", toy_mean=-1.5, toy_std=0.5,
+        train_split="train", val_split=None,
         test_split=None, latent_dim=1, g_hidden=(32, 32), g_output="linear",
         g_init_scale=0.5, d_hidden=(32, 32), d_pieces=2, d_input_dropout=0.0,
         d_hidden_dropout=0.0, d_init_scale=0.5, update="alternating",
-        optimizer="sgd", learning_rate=0.03, lr_decay=1.0,
-        min_learning_rate=0.0, momentum=0.5, final_momentum=0.5,
-        batch_size=100, epochs=30, sample_grid_rows=1),
+        optimizer="adam", learning_rate=1e-3, lr_decay=1.0,
+        min_learning_rate=0.0, beta_1=0.5, batch_size=100, epochs=40,
+        sample_grid_rows=1, monitor_samples=0),
 }
 
 

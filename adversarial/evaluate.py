@@ -23,6 +23,10 @@ _SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Samples from G.")
 _VAL = flags.DEFINE_integer("num_val", 1_000, "Validation images for sigma.")
 _TEST = flags.DEFINE_integer("num_test", None, "Test images (default: all).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples' z.")
+_QUALITY = flags.DEFINE_bool(
+    "quality", True, "Also report the sample-quality scores (MNIST): "
+    "Frechet distance in a classifier's features, class histogram, "
+    "nearest-neighbour distances.")
 _MANUAL_DIR = flags.DEFINE_string(
     "tfds_manual_dir", None, "TFDS manual download directory. Default: "
     "$ADVERSARIAL_TFDS_MANUAL_DIR, or the run's.")
@@ -40,7 +44,7 @@ def main(argv):
     result = evaluation.evaluate_workdir(
         _WORKDIR.value, checkpoint=_CHECKPOINT.value,
         num_samples=_SAMPLES.value, num_val=_VAL.value,
-        num_test=_TEST.value, seed=_SEED.value,
+        num_test=_TEST.value, seed=_SEED.value, quality=_QUALITY.value,
         tfds_manual_dir=(_MANUAL_DIR.value or
                          os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
         tfds_data_dir=(_DATA_DIR.value or
@@ -51,6 +55,14 @@ def main(argv):
         f"{result['stderr']:.1f} nats (sigma {result['sigma']:.4f}, "
         f"{result['num_samples']} samples, {result['num_test']} test images,"
         f" checkpoint epoch {result['epoch']}, {result['seconds']:.1f} s)")
+  q = result.get("quality")
+  if q:
+    print(f"Frechet distance (classifier features, samples vs test): "
+          f"{q['frechet_distance']:.2f} (train vs test: "
+          f"{q['frechet_distance_real']:.2f}); digits present: "
+          f"{q['classes_present']}/10; class shares: {q['class_histogram']}")
+    print(f"nearest training image, median distance: samples "
+          f"{q['nn_sample_median']:.2f}, test images {q['nn_test_median']:.2f}")
   print(f"written to {result['path']}")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")

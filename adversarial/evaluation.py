@@ -157,7 +157,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      num_test: Optional[int] = None, seed: int = 0,
                      sigmas: Sequence[float] = PAPER_SIGMAS,
                      tfds_manual_dir: Optional[str] = None,
-                     tfds_data_dir: Optional[str] = None) -> dict:
+                     tfds_data_dir: Optional[str] = None,
+                     quality: bool = True) -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json`.
 
@@ -171,10 +172,13 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     sigmas: the sigma grid.
     tfds_manual_dir, tfds_data_dir: where the data is, when not where the
       run found it.
+    quality: also report the sample-quality scores of `adversarial.quality`
+      (MNIST only).
 
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
-    (mean log-likelihood per sigma), seconds, epoch, checkpoint, path.
+    (mean log-likelihood per sigma), seconds, epoch, checkpoint, path, and
+    quality (see `quality.QualityResult`) for MNIST.
   """
   import glob
   import json
@@ -197,7 +201,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       raise ValueError(f"{name}={value} is not accepted: expected a "
                        f"positive integer.")
   val = data_lib.load_array(config, config.val_split).images[:num_val]
-  test = data_lib.load_array(config, config.test_split).images
+  test_data = data_lib.load_array(config, config.test_split)
+  test = test_data.images
   if num_test is not None:
     test = test[:num_test]
   unit = lambda x: flatten_unit(
@@ -207,6 +212,15 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   result = parzen_estimate(samples, unit(val), unit(test), sigmas).to_dict()
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
                 seed=seed)
+  if quality and config.dataset == "mnist":
+    from adversarial import quality as quality_lib
+    classifier = quality_lib.load_or_train_classifier(config)
+    train = data_lib.load_array(config, config.train_split).images
+    images = data_lib.to_unit_range(
+        model.generate(num_samples, seed=seed), config.g_output)
+    result["quality"] = quality_lib.sample_quality(
+        classifier, images, train, test_data.images,
+        test_data.labels).to_dict()
   path = os.path.join(workdir, "evaluation.json")
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:

@@ -191,6 +191,10 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   scores = {float(k): v for k, v in result["validation"].items()}
   assert len(scores) == 10 and result["sigma"] == max(scores, key=scores.get)
   assert np.isfinite(result["mean"]) and result["stderr"] > 0
+  q = result["quality"]
+  assert np.isfinite(q["frechet_distance"]) and len(q["class_histogram"]) == 10
+  assert sum(q["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
+  assert "digits present" in ev.stdout
 
 
 def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
