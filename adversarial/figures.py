@@ -162,11 +162,12 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
   samples = data_lib.to_unit_range(model.generate(24, seed=seed),
                                    config.g_output)
   path = os.path.join(out, "figure2_neighbours.png")
-  images_lib.write_png(path, neighbours_figure(samples, unit(train.images)))
+  images_lib.write_png(path, images_lib.zoom(
+      neighbours_figure(samples, unit(train.images)), 2))
   paths.append(path)
   path = os.path.join(out, "figure3_interpolation.png")
-  images_lib.write_png(path, interpolation_figure(
-      model, seed=seed, output_activation=config.g_output))
+  images_lib.write_png(path, images_lib.zoom(interpolation_figure(
+      model, seed=seed, output_activation=config.g_output), 2))
   paths.append(path)
   if toy_steps:
     path = os.path.join(out, "figure1_toy.png")

@@ -39,6 +39,11 @@ def grid(images: np.ndarray, rows: Optional[int] = None,
   return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def zoom(picture: np.ndarray, factor: int) -> np.ndarray:
+  """Nearest-neighbour enlargement of [H, W, C] by an integer factor."""
+  return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
 def write_png(path: str, picture: np.ndarray) -> None:
   """Writes uint8 [H, W, C] as a PNG, atomically (temporary file, rename)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -116,8 +116,10 @@ def train(config: Config, workdir: str, verbose="auto",
     train_data = data_lib.load_array(config, config.train_split)
   steps = data_lib.steps_per_epoch(config, len(train_data))
   image_shape = train_data.images.shape[1:]
+  # The paper's output-bias init, for images: G starts at the mean image.
   means = (data_lib.pixel_means(train_data, config.g_output)
-           if config.architecture == "mlp" else None)
+           if config.architecture == "mlp" and len(image_shape) == 3
+           else None)
   model = build_model(config, image_shape, means, steps)
 
   checkpoint_dir = os.path.join(workdir, "checkpoints")
