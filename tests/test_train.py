@@ -199,7 +199,7 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
 
 def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
     tmp_path, mnist_dirs):
-  args = ["--dataset=mnist", "--epochs=3", "--steps_per_epoch=400",
+  args = ["--dataset=mnist", "--epochs=3", "--steps_per_epoch=1000",
           "--set=monitor_samples=0", "--verbose=0", *TINY]
   whole = cli(args + [f"--workdir={tmp_path / 'whole'}"], mnist_dirs)
   killed_dir = tmp_path / "killed"
@@ -208,7 +208,7 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
   deadline = time.time() + 240
   while not state_file.exists() and time.time() < deadline:
     time.sleep(0.05)
-  time.sleep(0.5)  # well into epoch 2
+  time.sleep(0.2)  # into epoch 2, far from its end
   victim.send_signal(signal.SIGKILL)
   victim.communicate()
   assert victim.returncode == -signal.SIGKILL
