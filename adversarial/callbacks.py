@@ -16,6 +16,8 @@ import tensorflow as tf
 from adversarial import images as images_lib
 
 STATE_FILE = "state.json"
+BEST_FILE = "best.json"
+BEST_WEIGHTS = "best.weights.h5"
 
 
 class TrainingDivergedError(RuntimeError):
@@ -37,13 +39,24 @@ def read_state(checkpoint_dir: str) -> Optional[dict]:
   Returns:
     {'epoch': epochs completed, 'weights': path of the weights file, ...}.
   """
-  path = os.path.join(checkpoint_dir, STATE_FILE)
+  return _read_record(checkpoint_dir, STATE_FILE)
+
+
+def _read_record(checkpoint_dir: str, name: str) -> Optional[dict]:
+  path = os.path.join(checkpoint_dir, name)
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    state = json.load(f)
-  state["weights"] = os.path.join(checkpoint_dir, state["weights"])
-  return state
+    record = json.load(f)
+  record["weights"] = os.path.join(checkpoint_dir, record["weights"])
+  return record
+
+
+def _save_weights_atomic(model, path: str) -> None:
+  """`model.save_weights` under a temporary name, renamed into place."""
+  tmp = os.path.join(os.path.dirname(path), f"tmp-{os.getpid()}.weights.h5")
+  model.save_weights(tmp)
+  os.replace(tmp, path)
 
 
 def weights_path(checkpoint_dir: str, epoch: int) -> str:
@@ -69,9 +82,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     os.makedirs(self.checkpoint_dir, exist_ok=True)
     done = epoch + 1
     final = weights_path(self.checkpoint_dir, done)
-    tmp = os.path.join(self.checkpoint_dir, f"tmp-{os.getpid()}.weights.h5")
-    self.model.save_weights(tmp)
-    os.replace(tmp, final)
+    _save_weights_atomic(self.model, final)
     logs = {k: float(v) for k, v in (logs or {}).items()}
     _atomic_write_text(
         os.path.join(self.checkpoint_dir, STATE_FILE),
@@ -187,10 +198,8 @@ class ParzenMonitor(keras.callbacks.Callback):
     best = read_best(self.checkpoint_dir)
     if math.isfinite(score) and (best is None or score > best["val_parzen"]):
       os.makedirs(self.checkpoint_dir, exist_ok=True)
-      tmp = os.path.join(self.checkpoint_dir,
-                         f"tmp-best-{os.getpid()}.weights.h5")
-      self.model.save_weights(tmp)
-      os.replace(tmp, os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
+      _save_weights_atomic(self.model,
+                           os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
       _atomic_write_text(
           os.path.join(self.checkpoint_dir, BEST_FILE),
           json.dumps({"epoch": epoch + 1, "val_parzen": score,
@@ -198,17 +207,7 @@ class ParzenMonitor(keras.callbacks.Callback):
                      indent=2) + "\n")
 
 
-BEST_FILE = "best.json"
-BEST_WEIGHTS = "best.weights.h5"
-
-
 def read_best(checkpoint_dir: str) -> Optional[dict]:
   """The best checkpoint's record ({'epoch', 'val_parzen', 'val_sigma',
   'weights'}), or None."""
-  path = os.path.join(checkpoint_dir, BEST_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    best = json.load(f)
-  best["weights"] = os.path.join(checkpoint_dir, best["weights"])
-  return best
+  return _read_record(checkpoint_dir, BEST_FILE)
