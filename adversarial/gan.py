@@ -32,6 +32,13 @@ from adversarial.config import PRIORS, UPDATES
 SQRT3 = math.sqrt(3.0)
 
 
+def check_prior(prior: str) -> None:
+  """Raises ValueError unless `prior` is one of `config.PRIORS`."""
+  if prior not in PRIORS:
+    raise ValueError(f"prior={prior!r} is not accepted: expected one of "
+                     f"{', '.join(repr(p) for p in PRIORS)}.")
+
+
 def sample_prior(shape, seed, prior: str = "uniform") -> tf.Tensor:
   """Draws z from the noise prior, statelessly.
 
@@ -47,24 +54,20 @@ def sample_prior(shape, seed, prior: str = "uniform") -> tf.Tensor:
   Returns:
     float32 tensor of `shape`.
   """
+  check_prior(prior)
   if prior == "uniform":
     return rng.uniform(shape, seed, -SQRT3, SQRT3)
-  if prior == "normal":
-    return rng.normal(shape, seed)
-  raise ValueError(f"prior={prior!r} is not accepted: expected one of "
-                   f"{', '.join(repr(p) for p in PRIORS)}.")
+  return rng.normal(shape, seed)
 
 
 def sample_prior_rows(seeds, latent_dim: int, prior: str = "uniform"
                       ) -> tf.Tensor:
   """z [len(seeds), latent_dim], row i a function of seeds[i] alone: the z of
   `GAN.generate(1, seed=seeds[i])`."""
+  check_prior(prior)
   if prior == "uniform":
     return rng.uniform_rows(seeds, latent_dim, -SQRT3, SQRT3)
-  if prior == "normal":
-    return rng.normal_rows(seeds, latent_dim)
-  raise ValueError(f"prior={prior!r} is not accepted: expected one of "
-                   f"{', '.join(repr(p) for p in PRIORS)}.")
+  return rng.normal_rows(seeds, latent_dim)
 
 
 @keras.saving.register_keras_serializable(package="adversarial")
@@ -93,9 +96,7 @@ class GAN(keras.Model):
                g_loss: str = "non_saturating", label_smoothing: float = 0.0,
                seed: int = 0, **kwargs):
     super().__init__(**kwargs)
-    if prior not in PRIORS:
-      raise ValueError(f"prior={prior!r} is not accepted: expected one of "
-                       f"{', '.join(repr(p) for p in PRIORS)}.")
+    check_prior(prior)
     if update not in UPDATES:
       raise ValueError(f"update={update!r} is not accepted: expected one of "
                        f"{', '.join(repr(u) for u in UPDATES)}.")
