@@ -99,7 +99,8 @@ class NaNGuard(keras.callbacks.Callback):
   where it happened and which checkpoint is kept.
 
   It raises `TrainingDivergedError` from inside the batch, so no later
-  callback (checkpoint, samples) runs on the diverged weights.
+  callback (checkpoint, samples) runs on the diverged weights. At the end of
+  each epoch, before the checkpoint, it also checks every weight.
   """
 
   def __init__(self, checkpoint_dir: Optional[str] = None):
@@ -113,8 +114,20 @@ class NaNGuard(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     bad = {k: float(v) for k, v in (logs or {}).items()
            if not math.isfinite(float(v))}
-    if not bad:
-      return
+    if bad:
+      self._stop(f"step {batch + 1}: " +
+                 ", ".join(f"{k}={v}" for k, v in bad.items()))
+
+  def on_epoch_end(self, epoch, logs=None):
+    # A NaN weight need not reach the losses (a fused MatMul+ReLU may map it
+    # to 0), so the weights are checked before the epoch's checkpoint.
+    bad = [w.path for w in self.model.weights
+           if not np.isfinite(np.asarray(w)).all()]
+    if bad:
+      self._stop(f"the end of the epoch: non-finite weights in "
+                 f"{', '.join(bad[:3])}" + (" ..." if len(bad) > 3 else ""))
+
+  def _stop(self, where: str):
     kept = "no checkpoint had been written yet"
     if self.checkpoint_dir:
       state = read_state(self.checkpoint_dir)
@@ -122,8 +135,7 @@ class NaNGuard(keras.callbacks.Callback):
         kept = (f"the last good checkpoint, {state['weights']} (epoch "
                 f"{state['epoch']}), is kept")
     raise TrainingDivergedError(
-        f"training diverged at epoch {self._epoch + 1}, step {batch + 1}: "
-        f"{', '.join(f'{k}={v}' for k, v in bad.items())}. Training "
+        f"training diverged at epoch {self._epoch + 1}, {where}. Training "
         f"stopped; {kept}. Lower the learning rate (or change the "
         f"optimiser) and rerun.")
 
@@ -174,7 +186,9 @@ class ParzenMonitor(keras.callbacks.Callback):
   grid), adds `val_parzen` and `val_sigma` to the epoch's logs, and saves the
   weights as `best.weights.h5` (with `best.json`) when the score is the best
   so far. Evaluation and export use that checkpoint by default: the sister
-  conditional-GAN paper stopped at the best validation log-likelihood.
+  conditional-GAN paper stopped at the best validation log-likelihood. A
+  model with a weight average is scored on it, and the trained G's score is
+  logged beside it as `val_parzen_raw`.
   """
 
   def __init__(self, validation: np.ndarray, checkpoint_dir: str,
@@ -195,6 +209,11 @@ class ParzenMonitor(keras.callbacks.Callback):
     if logs is not None:
       logs["val_parzen"] = score
       logs["val_sigma"] = sigma
+      if getattr(self.model, "ema_generator", None) is not None:
+        # The trained G beside its weight average, which `score` is of.
+        logs["val_parzen_raw"], _ = evaluation.validation_monitor_score(
+            self.model, self.validation, self.num_samples, self.seed,
+            self.output_activation, average=False)
     best = read_best(self.checkpoint_dir)
     if math.isfinite(score) and (best is None or score > best["val_parzen"]):
       os.makedirs(self.checkpoint_dir, exist_ok=True)

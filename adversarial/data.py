@@ -136,6 +136,18 @@ def toy_gaussian(config: Config, split: str = "train") -> ArrayData:
   return ArrayData(x.astype(np.float32))
 
 
+def num_classes(config: Config) -> int:
+  """Labels of the dataset, from its TFDS metadata (no data is read); 0 for
+  the toy or a dataset without a `label` feature."""
+  if config.dataset in TOY_DATASETS:
+    return 0
+  builder = _tfds().builder(config.dataset, data_dir=config.tfds_data_dir)
+  features = builder.info.features
+  if "label" not in features:
+    return 0
+  return int(getattr(features["label"], "num_classes", 0) or 0)
+
+
 def to_model_range(images, output_activation: str):
   """uint8 pixels (or toy floats) -> float32 in G's output range."""
   if images.dtype not in (tf.uint8, np.uint8):
@@ -179,7 +191,8 @@ def train_dataset(config: Config, data: ArrayData, initial_epoch: int = 0
                   ) -> tf.data.Dataset:
   """The training batches of epochs [initial_epoch, config.epochs).
 
-  Each epoch has exactly `steps_per_epoch(config, len(data))` batches of
+  Batches are images, or (images, labels) for a conditional model. Each
+  epoch has exactly `steps_per_epoch(config, len(data))` batches of
   `batch_size` (or k * batch_size for the alternating update) images in G's
   output range. The order of epoch e depends on (seed, e) alone.
   """
@@ -191,6 +204,11 @@ def train_dataset(config: Config, data: ArrayData, initial_epoch: int = 0
   passes = math.ceil(per_epoch / n)
   images = tf.constant(data.images)
   seed = config.seed
+  if config.conditional and data.labels is None:
+    raise ConfigError(
+        f"conditional=True is not accepted for dataset {config.dataset!r}: "
+        f"its split has no labels; expected a labelled dataset.")
+  labels = tf.constant(data.labels) if config.conditional else None
 
   def epoch_indices(epoch):
     perms = [tf.random.experimental.stateless_shuffle(
@@ -201,7 +219,11 @@ def train_dataset(config: Config, data: ArrayData, initial_epoch: int = 0
         tf.concat(perms, axis=0)[:per_epoch])
 
   def gather(indices):
-    return to_model_range(tf.gather(images, indices), config.g_output)
+    batch = to_model_range(tf.gather(images, indices), config.g_output)
+    if labels is None:
+      return batch
+    # A conditional model trains on (images, labels).
+    return batch, tf.gather(labels, indices)
 
   return (tf.data.Dataset.range(initial_epoch, config.epochs)
           .flat_map(epoch_indices)

@@ -27,6 +27,10 @@ _QUALITY = flags.DEFINE_bool(
     "quality", True, "Also report the sample-quality scores (MNIST): "
     "Frechet distance in a classifier's features, class histogram, "
     "nearest-neighbour distances.")
+_GENERATOR = flags.DEFINE_enum(
+    "generator", "default", ["default", "average", "trained"],
+    "For a run that keeps a weight average of G (ema_decay > 0): score the "
+    "average or the trained G. default: the average when there is one.")
 _MANUAL_DIR = flags.DEFINE_string(
     "tfds_manual_dir", None, "TFDS manual download directory. Default: "
     "$ADVERSARIAL_TFDS_MANUAL_DIR, or the run's.")
@@ -45,6 +49,8 @@ def main(argv):
         _WORKDIR.value, checkpoint=_CHECKPOINT.value,
         num_samples=_SAMPLES.value, num_val=_VAL.value,
         num_test=_TEST.value, seed=_SEED.value, quality=_QUALITY.value,
+        average={"default": None, "average": True,
+                 "trained": False}[_GENERATOR.value],
         tfds_manual_dir=(_MANUAL_DIR.value or
                          os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
         tfds_data_dir=(_DATA_DIR.value or
@@ -63,6 +69,11 @@ def main(argv):
           f"{q['classes_present']}/10; class shares: {q['class_histogram']}")
     print(f"nearest training image, median distance: samples "
           f"{q['nn_sample_median']:.2f}, test images {q['nn_test_median']:.2f}")
+  c = result.get("conditional")
+  if c:
+    print(f"conditional samples recognised as the requested class: "
+          f"{100 * c['accuracy']:.1f}% (per class: "
+          f"{' '.join(f'{100 * a:.0f}' for a in c['per_class'])})")
   print(f"written to {result['path']}")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")

@@ -143,13 +143,29 @@ def flatten_unit(images, output_activation: str = "sigmoid") -> np.ndarray:
 def validation_monitor_score(model, validation: np.ndarray,
                              num_samples: int, seed: int,
                              output_activation: str = "sigmoid",
-                             sigmas: Sequence[float] = PAPER_SIGMAS
+                             sigmas: Sequence[float] = PAPER_SIGMAS,
+                             average: Optional[bool] = None
                              ) -> tuple[float, float]:
-  """The per-epoch validation score: (best mean log-likelihood, its sigma)."""
-  samples = flatten_unit(model.generate(num_samples, seed=seed),
-                         output_activation)
+  """The per-epoch validation score: (best mean log-likelihood, its sigma).
+
+  `average` picks the generator as `GAN.generate` does."""
+  samples = flatten_unit(
+      model.generate(num_samples, seed=seed, average=average),
+      output_activation)
   sigma, table = select_sigma(validation, samples, sigmas, dtype=np.float32)
   return table[sigma], sigma
+
+
+def conditional_accuracy(classifier, images_unit: np.ndarray,
+                         requested: np.ndarray) -> dict:
+  """How often `classifier` recognises the requested class in samples of a
+  conditional model: {'accuracy', 'per_class': [accuracy of class c]}."""
+  logits = classifier.predict(np.asarray(images_unit, np.float32),
+                              batch_size=1000, verbose=0)
+  hit = np.argmax(logits, 1) == np.asarray(requested)
+  classes = np.unique(requested)
+  return {"accuracy": float(hit.mean()),
+          "per_class": [float(hit[requested == c].mean()) for c in classes]}
 
 
 def evaluate_workdir(workdir: str, checkpoint: str = "best",
@@ -158,7 +174,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      sigmas: Sequence[float] = PAPER_SIGMAS,
                      tfds_manual_dir: Optional[str] = None,
                      tfds_data_dir: Optional[str] = None,
-                     quality: bool = True) -> dict:
+                     quality: bool = True,
+                     average: Optional[bool] = None) -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json`.
 
@@ -174,6 +191,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       run found it.
     quality: also report the sample-quality scores of `adversarial.quality`
       (MNIST only).
+    average: which generator of a model that keeps a weight average: True
+      for the average, False for the trained G, None for `GAN.sampler`.
 
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
@@ -207,20 +226,25 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     test = test[:num_test]
   unit = lambda x: flatten_unit(
       data_lib.to_model_range(x, config.g_output), config.g_output)
-  samples = flatten_unit(model.generate(num_samples, seed=seed),
+  samples = flatten_unit(model.generate(num_samples, seed=seed, average=average),
                          config.g_output)
   result = parzen_estimate(samples, unit(val), unit(test), sigmas).to_dict()
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
-                seed=seed)
+                seed=seed, weight_average=model.ema_generator is not None
+                and average is not False)
   if quality and config.dataset == "mnist":
     from adversarial import quality as quality_lib
     classifier = quality_lib.load_or_train_classifier(config)
     train = data_lib.load_array(config, config.train_split).images
     images = data_lib.to_unit_range(
-        model.generate(num_samples, seed=seed), config.g_output)
+        model.generate(num_samples, seed=seed, average=average),
+        config.g_output)
     result["quality"] = quality_lib.sample_quality(
         classifier, images, train, test_data.images,
         test_data.labels).to_dict()
+    if config.conditional:
+      result["conditional"] = conditional_accuracy(
+          classifier, images, model.default_labels(num_samples))
   path = os.path.join(workdir, "evaluation.json")
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:

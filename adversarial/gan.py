@@ -70,6 +70,15 @@ def sample_prior_rows(seeds, latent_dim: int, prior: str = "uniform"
   return rng.normal_rows(seeds, latent_dim)
 
 
+def _per_replica(loss):
+  """A replica's share of a loss: the optimisers sum the replicas'
+  gradients, so each replica's mean loss is divided by their number, and the
+  step equals one device's on the global batch."""
+  ctx = tf.distribute.get_replica_context()
+  n = ctx.num_replicas_in_sync if ctx is not None else 1
+  return loss if n == 1 else loss / float(n)
+
+
 @keras.saving.register_keras_serializable(package="adversarial")
 class GAN(keras.Model):
   """A generator and a discriminator trained against each other by `fit()`.
@@ -88,15 +97,22 @@ class GAN(keras.Model):
       'minimax' (log(1 - D(G(z)))).
     label_smoothing: one-sided smoothing of D's real targets; 0 is the paper.
     seed: seed of the noise stream.
+    ema_decay: when > 0, the model also keeps an exponential moving average
+      of G's weights, `ema_generator`, updated after every generator step
+      with this decay (0.999 averages over about 1,000 steps). Sampling,
+      evaluation and export use it (`sampler`); training never reads it.
   """
 
   def __init__(self, generator: keras.Model, discriminator: keras.Model,
                latent_dim: Optional[int] = None, prior: str = "uniform",
                update: str = "simultaneous", k: int = 1,
                g_loss: str = "non_saturating", label_smoothing: float = 0.0,
-               seed: int = 0, **kwargs):
+               seed: int = 0, ema_decay: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     check_prior(prior)
+    if not 0.0 <= ema_decay < 1.0:
+      raise ValueError(f"ema_decay={ema_decay!r} is not accepted: expected a "
+                       f"decay in [0, 1) (0 keeps no average).")
     if update not in UPDATES:
       raise ValueError(f"update={update!r} is not accepted: expected one of "
                        f"{', '.join(repr(u) for u in UPDATES)}.")
@@ -109,7 +125,12 @@ class GAN(keras.Model):
                        f"use update='alternating' for k > 1.")
     self.generator = generator
     self.discriminator = discriminator
-    self.latent_dim = int(latent_dim or generator.input_shape[-1])
+    if latent_dim is None:
+      # A conditional generator's inputs are [z, c]; z comes first.
+      inputs = getattr(generator, "inputs", None)
+      latent_dim = (inputs[0].shape[-1] if inputs
+                    else generator.input_shape[-1])
+    self.latent_dim = int(latent_dim)
     self.prior = prior
     self.update = update
     self.k = k
@@ -118,6 +139,12 @@ class GAN(keras.Model):
     self.label_smoothing = float(label_smoothing)
     self.seed = int(seed)
     self.noise_seed = keras.random.SeedGenerator(seed, name="noise_seed")
+    self.ema_decay = float(ema_decay)
+    self.ema_generator = None
+    if self.ema_decay > 0:
+      self.ema_generator = keras.models.clone_model(generator)
+      self.ema_generator.set_weights(generator.get_weights())
+      self.ema_generator.trainable = False
     self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
     self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
     self.d_real_tracker = keras.metrics.Mean(name="d_real")
@@ -134,11 +161,16 @@ class GAN(keras.Model):
 
     Both optimisers are built here, on their own net's variables, so that
     checkpoints and `load_weights` find their slots before the first step.
+    When the nets compute in float16 (the `mixed_float16` policy), each
+    optimiser is wrapped in a `LossScaleOptimizer` unless it is one already,
+    so a compile of the user's own keeps the loss scaling.
     """
     kwargs.setdefault("optimizer", None)
     super().compile(**kwargs)
-    self.d_optimizer = keras.optimizers.get(d_optimizer)
-    self.g_optimizer = keras.optimizers.get(g_optimizer)
+    self.d_optimizer = self._with_loss_scaling(
+        keras.optimizers.get(d_optimizer))
+    self.g_optimizer = self._with_loss_scaling(
+        keras.optimizers.get(g_optimizer))
     if self.d_optimizer is self.g_optimizer:
       raise ValueError("d_optimizer and g_optimizer are the same object: each "
                        "net needs its own optimiser (its own slots and step "
@@ -148,6 +180,18 @@ class GAN(keras.Model):
     self._gan_compile_config = dict(
         d_optimizer=keras.saving.serialize_keras_object(self.d_optimizer),
         g_optimizer=keras.saving.serialize_keras_object(self.g_optimizer))
+
+  def computes_in_float16(self) -> bool:
+    """Whether any layer of G or D computes in float16."""
+    return any(getattr(layer.dtype_policy, "compute_dtype", None) == "float16"
+               for net in (self.generator, self.discriminator)
+               for layer in net.layers)
+
+  def _with_loss_scaling(self, optimizer):
+    if (self.computes_in_float16() and not isinstance(
+        optimizer, keras.optimizers.LossScaleOptimizer)):
+      return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
   def get_compile_config(self):
     return getattr(self, "_gan_compile_config", {})
@@ -171,7 +215,8 @@ class GAN(keras.Model):
         discriminator=keras.saving.serialize_keras_object(self.discriminator),
         latent_dim=self.latent_dim, prior=self.prior, update=self.update,
         k=self.k, g_loss=self.g_loss_name,
-        label_smoothing=self.label_smoothing, seed=self.seed)
+        label_smoothing=self.label_smoothing, seed=self.seed,
+        ema_decay=self.ema_decay)
 
   @classmethod
   def from_config(cls, config):
@@ -211,24 +256,53 @@ class GAN(keras.Model):
   # Sampling -------------------------------------------------------------------
 
   def sample_noise(self, batch_size) -> tf.Tensor:
-    """z [batch_size, latent_dim] from the prior, advancing the noise stream."""
-    return sample_prior([batch_size, self.latent_dim], self.noise_seed.next(),
-                        self.prior)
+    """z [batch_size, latent_dim] from the prior, advancing the noise stream.
+
+    Under a distribution strategy, each replica gets its rows of the global
+    batch's z (see `rng.replica_rows`)."""
+    seed = self.noise_seed.next()
+    return rng.replica_rows(
+        lambda shape: sample_prior(shape, seed, self.prior),
+        tf.stack([tf.cast(batch_size, tf.int32), self.latent_dim]))
 
   def noise_for_seed(self, num_samples: int, seed: int) -> tf.Tensor:
     """z [num_samples, latent_dim], a function of `seed` alone."""
     return sample_prior([num_samples, self.latent_dim],
                         tf.constant([seed, 0], tf.int64), self.prior)
 
+  @property
+  def sampler(self) -> keras.Model:
+    """The generator that samples: the weight average when the model keeps
+    one, G itself otherwise."""
+    return self.ema_generator or self.generator
+
+  def pick_generator(self, average: Optional[bool] = None) -> keras.Model:
+    """The weight average (True), the trained G (False) or `sampler` (None)."""
+    if average and self.ema_generator is None:
+      raise ValueError("average=True needs a model that keeps a weight "
+                       "average: expected ema_decay > 0.")
+    if average is None:
+      return self.sampler
+    return self.ema_generator if average else self.generator
+
   def generate(self, num_samples: int, seed: int = 0,
-               batch_size: int = 1000) -> np.ndarray:
+               batch_size: int = 1000, average: Optional[bool] = None
+               ) -> np.ndarray:
     """Samples of G (inference mode), the same for the same seed.
+
+    Args:
+      num_samples: how many.
+      seed: seed of their z.
+      batch_size: images per forward pass.
+      average: True for the weight average `ema_generator`, False for the
+        trained G; None for `sampler`.
 
     Returns:
       float32 array [num_samples, H, W, C] in G's output range.
     """
+    net = self.pick_generator(average)
     z = self.noise_for_seed(num_samples, seed)
-    out = [self.generator(z[i:i + batch_size], training=False)
+    out = [net(z[i:i + batch_size], training=False)
            for i in range(0, num_samples, batch_size)]
     return np.concatenate([np.asarray(o) for o in out], axis=0)
 
@@ -239,43 +313,83 @@ class GAN(keras.Model):
     self.g_loss_tracker.update_state(g_loss)
     self.d_real_tracker.update_state(tf.sigmoid(real_logits))
     self.d_fake_tracker.update_state(tf.sigmoid(fake_logits))
-    return {m.name: m.result() for m in self.metrics}
+    logs = {m.name: m.result() for m in self.metrics}
+    if isinstance(tf.distribute.get_strategy(),
+                  tf.distribute.MultiWorkerMirroredStrategy):
+      # Keras reduces a multi-worker step's outputs with a mean over axis
+      # 0, which a scalar lacks; one-element vectors reduce to the scalar.
+      logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+    return logs
 
   def _d_loss(self, real_logits, fake_logits):
     return losses.discriminator_loss(real_logits, fake_logits,
                                      self.label_smoothing)
 
-  def train_step(self, data):
+  # The hooks a conditional model overrides. `cond` is whatever a model's
+  # nets are conditioned on for one minibatch; the unconditional game has
+  # none.
+
+  def _unpack(self, data):
+    """(images, condition source) of a batch from the dataset."""
     # Labels, weights or other features after the images are not used by the
     # unconditional game.
     images = data[0] if isinstance(data, (tuple, list)) else data
-    if self.update == "simultaneous":
-      return self._simultaneous_step(images)
-    return self._alternating_step(images)
+    return images, None
 
-  def _simultaneous_step(self, images):
+  def _condition(self, images, source):
+    """The condition of a minibatch: None for the unconditional game."""
+    del images, source
+    return None
+
+  def _chunk(self, cond, start, stop):
+    """The condition of rows [start, stop) of a minibatch."""
+    del start, stop
+    return cond
+
+  def _fake(self, z, cond, training):
+    """G's images for z under `cond`."""
+    del cond
+    return self.generator(z, training=training)
+
+  def _logits(self, images, cond, training):
+    """D's logits for `images` under `cond`."""
+    del cond
+    return self.discriminator(images, training=training)
+
+  def train_step(self, data):
+    images, source = self._unpack(data)
+    cond = self._condition(images, source)
+    if self.update == "simultaneous":
+      return self._simultaneous_step(images, cond)
+    return self._alternating_step(images, cond)
+
+  def _simultaneous_step(self, images, cond=None):
     batch_size = tf.shape(images)[0]
     z = self.sample_noise(batch_size)
     with tf.GradientTape(persistent=True) as tape:
-      fake = self.generator(z, training=True)
-      real_logits = self.discriminator(images, training=True)
+      fake = self._fake(z, cond, training=True)
+      real_logits = self._logits(images, cond, training=True)
       # G's loss reuses these logits: the same z and the same dropout masks
       # as D's, as in the authors' AdversaryCost2.
-      fake_logits = self.discriminator(fake, training=True)
+      fake_logits = self._logits(fake, cond, training=True)
       d_loss = self._d_loss(real_logits, fake_logits)
       g_loss = self.g_loss_fn(fake_logits)
+      # Loss scaling (float16): the identity for other optimisers.
+      d_scaled = self.d_optimizer.scale_loss(_per_replica(d_loss))
+      g_scaled = self.g_optimizer.scale_loss(_per_replica(g_loss))
     d_vars = self.discriminator.trainable_variables
     g_vars = self.generator.trainable_variables
     # Both gradients are taken before either net moves: neither update sees
     # the other's result.
-    d_grads = tape.gradient(d_loss, d_vars)
-    g_grads = tape.gradient(g_loss, g_vars)
+    d_grads = tape.gradient(d_scaled, d_vars)
+    g_grads = tape.gradient(g_scaled, g_vars)
     del tape
     self.d_optimizer.apply_gradients(zip(d_grads, d_vars))
     self.g_optimizer.apply_gradients(zip(g_grads, g_vars))
+    self._update_average()
     return self._track(d_loss, g_loss, real_logits, fake_logits)
 
-  def discriminator_step(self, real):
+  def discriminator_step(self, real, cond=None):
     """One step of D on a minibatch of data and as many fresh samples of G.
 
     Returns:
@@ -283,17 +397,18 @@ class GAN(keras.Model):
     """
     m = tf.shape(real)[0]
     # G's forward pass needs no gradient here: only D moves.
-    fake = self.generator(self.sample_noise(m), training=True)
+    fake = self._fake(self.sample_noise(m), cond, training=True)
     d_vars = self.discriminator.trainable_variables
     with tf.GradientTape() as tape:
-      real_logits = self.discriminator(real, training=True)
-      fake_logits = self.discriminator(fake, training=True)
+      real_logits = self._logits(real, cond, training=True)
+      fake_logits = self._logits(fake, cond, training=True)
       d_loss = self._d_loss(real_logits, fake_logits)
+      d_scaled = self.d_optimizer.scale_loss(_per_replica(d_loss))
     self.d_optimizer.apply_gradients(
-        zip(tape.gradient(d_loss, d_vars), d_vars))
+        zip(tape.gradient(d_scaled, d_vars), d_vars))
     return d_loss, real_logits, fake_logits
 
-  def generator_step(self, batch_size):
+  def generator_step(self, batch_size, cond=None):
     """One step of G on `batch_size` fresh samples, judged by the current D.
 
     Returns:
@@ -301,15 +416,18 @@ class GAN(keras.Model):
     """
     g_vars = self.generator.trainable_variables
     with tf.GradientTape() as tape:
-      fake_logits = self.discriminator(
-          self.generator(self.sample_noise(batch_size), training=True),
-          training=True)
+      fake_logits = self._logits(
+          self._fake(self.sample_noise(batch_size), cond, training=True),
+          cond, training=True)
       g_loss = self.g_loss_fn(fake_logits)
+      g_scaled = self.g_optimizer.scale_loss(_per_replica(g_loss))
     # D is read, never updated, in G's step.
-    self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+    self.g_optimizer.apply_gradients(
+        zip(tape.gradient(g_scaled, g_vars), g_vars))
+    self._update_average()
     return g_loss, fake_logits
 
-  def _alternating_step(self, images):
+  def _alternating_step(self, images, cond=None):
     batch_size = tf.shape(images)[0]
     tf.debugging.assert_equal(
         batch_size % self.k, 0,
@@ -320,15 +438,26 @@ class GAN(keras.Model):
     # Algorithm 1: k steps of D, each on its own minibatch and fresh z.
     for i in range(self.k):
       d_loss, real_logits, fake_logits = self.discriminator_step(
-          images[i * m:(i + 1) * m])
-    g_loss, _ = self.generator_step(m)
+          images[i * m:(i + 1) * m], self._chunk(cond, i * m, (i + 1) * m))
+    # G's step takes its conditions (if any) from the first minibatch.
+    g_loss, _ = self.generator_step(m, self._chunk(cond, 0, m))
     return self._track(d_loss, g_loss, real_logits, fake_logits)
 
   def test_step(self, data):
-    images = data[0] if isinstance(data, (tuple, list)) else data
+    images, source = self._unpack(data)
+    cond = self._condition(images, source)
     batch_size = tf.shape(images)[0]
-    fake_logits = self.discriminator(
-        self.generator(self.sample_noise(batch_size)))
-    real_logits = self.discriminator(images)
+    fake_logits = self._logits(
+        self._fake(self.sample_noise(batch_size), cond, training=False),
+        cond, training=False)
+    real_logits = self._logits(images, cond, training=False)
     return self._track(self._d_loss(real_logits, fake_logits),
                        self.g_loss_fn(fake_logits), real_logits, fake_logits)
+
+  def _update_average(self):
+    """ema <- decay * ema + (1 - decay) * G, for every weight of G."""
+    if self.ema_generator is None:
+      return
+    decay = self.ema_decay
+    for avg, w in zip(self.ema_generator.weights, self.generator.weights):
+      avg.assign(decay * avg + (1.0 - decay) * tf.cast(w, avg.dtype))

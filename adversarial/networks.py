@@ -99,8 +99,10 @@ class Dropout(keras.layers.Layer):
   def call(self, inputs, training=False):
     if not training or self.rate == 0.0:
       return inputs
-    keep = rng.keep_mask(tf.shape(inputs), self.seed_generator.next(),
-                         self.rate)
+    seed = self.seed_generator.next()
+    keep = rng.replica_rows(lambda shape: rng.keep_mask(shape, seed,
+                                                        self.rate),
+                            tf.shape(inputs))
     return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
 
   def compute_output_shape(self, input_shape):
@@ -153,6 +155,7 @@ def mlp_generator(latent_dim: int = 100,
                   init_scale: float = 0.05,
                   output_bias: Optional[np.ndarray] = None,
                   seed: int = 0,
+                  condition_dim: int = 0,
                   name: str = "generator") -> keras.Model:
   """The paper's fully connected generator.
 
@@ -167,16 +170,20 @@ def mlp_generator(latent_dim: int = 100,
     output_bias: optional initial output bias, [H * W * C] or image_shape
       (see `logit_of_marginals`).
     seed: seed of the weight initialisers.
+    condition_dim: width of a condition c (a one-hot label, or the visible
+      pixels and the mask of a masked model) given to G beside z; 0 for
+      none.
     name: the model's name.
 
   Returns:
-    A functional `keras.Model`: z [batch_size, latent_dim] ->
+    A functional `keras.Model`: z [batch_size, latent_dim] (and, with a
+    condition, c [batch_size, condition_dim]: inputs [z, c]) ->
     images [batch_size, H, W, C] in the range of `output_activation`.
   """
   image_shape = tuple(int(d) for d in image_shape)
   size = int(np.prod(image_shape))
   z = keras.Input((latent_dim,), name="z")
-  h = z
+  inputs, h = _with_condition(z, condition_dim)
   for i, width in enumerate(hidden):
     h = keras.layers.Dense(
         width, activation=activation,
@@ -191,12 +198,22 @@ def mlp_generator(latent_dim: int = 100,
           f"output_bias has {bias.size} values: expected {size} "
           f"(one per value of an image of shape {image_shape}).")
     bias_init = keras.initializers.Constant(bias.tolist())
+  # The output is float32 under mixed precision too: images are compared
+  # with data in float32 and the sigmoid saturates in float16.
   x = keras.layers.Dense(
       size, activation=output_activation,
       kernel_initializer=_uniform(init_scale, seed + len(hidden)),
-      bias_initializer=bias_init, name="output")(h)
-  x = keras.layers.Reshape(image_shape, name="image")(x)
-  return keras.Model(z, x, name=name)
+      bias_initializer=bias_init, name="output", dtype="float32")(h)
+  x = keras.layers.Reshape(image_shape, name="image", dtype="float32")(x)
+  return keras.Model(inputs, x, name=name)
+
+
+def _with_condition(h, condition_dim: int):
+  """(inputs, features): `h` alone, or [h, c] and their concatenation."""
+  if not condition_dim:
+    return h, h
+  c = keras.Input((int(condition_dim),), name="condition")
+  return [h, c], keras.layers.Concatenate(name="with_condition")([h, c])
 
 
 def mlp_discriminator(image_shape: Sequence[int] = (28, 28, 1),
@@ -206,6 +223,7 @@ def mlp_discriminator(image_shape: Sequence[int] = (28, 28, 1),
                       hidden_dropout: float = 0.5,
                       init_scale: float = 0.005,
                       seed: int = 0,
+                      condition_dim: int = 0,
                       name: str = "discriminator") -> keras.Model:
   """The paper's maxout discriminator.
 
@@ -221,10 +239,13 @@ def mlp_discriminator(image_shape: Sequence[int] = (28, 28, 1),
     hidden_dropout: dropout rate before each later layer.
     init_scale: weights are drawn from U(-init_scale, init_scale); biases 0.
     seed: seed of the initialisers and of the dropout masks.
+    condition_dim: width of a condition c given to D beside the image (after
+      the image's input dropout; c itself is never dropped); 0 for none.
     name: the model's name.
 
   Returns:
-    A functional `keras.Model`: images [batch_size, H, W, C] ->
+    A functional `keras.Model`: images [batch_size, H, W, C] (and, with a
+    condition, c [batch_size, condition_dim]: inputs [images, c]) ->
     logits [batch_size, 1].
   """
   x = keras.Input(tuple(image_shape), name="image")
@@ -232,6 +253,7 @@ def mlp_discriminator(image_shape: Sequence[int] = (28, 28, 1),
   if input_dropout > 0:
     h = Dropout(input_dropout, seed=seed + 1000,
                              name="input_dropout")(h)
+  inputs, h = _with_condition_after(x, h, condition_dim)
   for i, units in enumerate(hidden):
     if i > 0 and hidden_dropout > 0:
       h = Dropout(hidden_dropout, seed=seed + 1001 + i,
@@ -244,8 +266,17 @@ def mlp_discriminator(image_shape: Sequence[int] = (28, 28, 1),
                              name=f"dropout{len(hidden)}")(h)
   logits = keras.layers.Dense(
       1, kernel_initializer=_uniform(init_scale, seed + len(hidden)),
-      name="logits")(h)
-  return keras.Model(x, logits, name=name)
+      name="logits", dtype="float32")(h)
+  return keras.Model(inputs, logits, name=name)
+
+
+def _with_condition_after(x, h, condition_dim: int):
+  """(inputs, features) of a discriminator whose image input `x` has become
+  features `h`: a condition joins `h`."""
+  if not condition_dim:
+    return x, h
+  c = keras.Input((int(condition_dim),), name="condition")
+  return [x, c], keras.layers.Concatenate(name="with_condition")([h, c])
 
 
 def _check_conv_shape(image_shape: Sequence[int], layers: int) -> None:
@@ -264,6 +295,7 @@ def conv_generator(latent_dim: int = 100,
                    output_activation: str = "tanh",
                    init_scale: float = 0.02,
                    seed: int = 0,
+                   condition_dim: int = 0,
                    name: str = "generator") -> keras.Model:
   """A "deconvolutional" generator: dense, then stride-2 transposed convs.
 
@@ -272,8 +304,10 @@ def conv_generator(latent_dim: int = 100,
   in reverse, with batch normalisation and ReLU; the last one makes the C
   channels. n = len(filters).
 
+  A condition c [batch_size, condition_dim] joins z before the projection.
+
   Returns:
-    z [batch_size, latent_dim] -> images [batch_size, H, W, C].
+    z [batch_size, latent_dim] (or [z, c]) -> images [batch_size, H, W, C].
   """
   image_shape = tuple(int(d) for d in image_shape)
   n = len(filters)
@@ -282,8 +316,9 @@ def conv_generator(latent_dim: int = 100,
   init = lambda i: keras.initializers.RandomNormal(0.0, init_scale,
                                                    seed=seed + i)
   z = keras.Input((latent_dim,), name="z")
+  inputs, h = _with_condition(z, condition_dim)
   h = keras.layers.Dense(h0 * w0 * filters[-1], use_bias=False,
-                         kernel_initializer=init(0), name="project")(z)
+                         kernel_initializer=init(0), name="project")(h)
   h = keras.layers.Reshape((h0, w0, filters[-1]))(h)
   h = keras.layers.BatchNormalization(name="project_bn")(h)
   h = keras.layers.ReLU()(h)
@@ -296,8 +331,8 @@ def conv_generator(latent_dim: int = 100,
   x = keras.layers.Conv2DTranspose(
       image_shape[-1], 4, strides=2, padding="same",
       activation=output_activation, kernel_initializer=init(n),
-      name="output")(h)
-  return keras.Model(z, x, name=name)
+      name="output", dtype="float32")(h)
+  return keras.Model(inputs, x, name=name)
 
 
 def conv_discriminator(image_shape: Sequence[int] = (32, 32, 3),
@@ -305,12 +340,14 @@ def conv_discriminator(image_shape: Sequence[int] = (32, 32, 3),
                        dropout: float = 0.0,
                        init_scale: float = 0.02,
                        seed: int = 0,
+                       condition_dim: int = 0,
                        name: str = "discriminator") -> keras.Model:
   """A convolutional discriminator: stride-2 convs with leaky ReLU, then a
-  linear logit.
+  linear logit. A condition c [batch_size, condition_dim] joins the
+  flattened features before the logit.
 
   Returns:
-    images [batch_size, H, W, C] -> logits [batch_size, 1].
+    images [batch_size, H, W, C] (or [images, c]) -> logits [batch_size, 1].
   """
   _check_conv_shape(image_shape, len(filters))
   init = lambda i: keras.initializers.RandomNormal(0.0, init_scale,
@@ -324,13 +361,35 @@ def conv_discriminator(image_shape: Sequence[int] = (32, 32, 3),
     if dropout > 0:
       h = Dropout(dropout, seed=seed + 1000 + i)(h)
   h = keras.layers.Flatten()(h)
+  inputs, h = _with_condition_after(x, h, condition_dim)
   logits = keras.layers.Dense(1, kernel_initializer=init(len(filters)),
-                              name="logits")(h)
-  return keras.Model(x, logits, name=name)
+                              name="logits", dtype="float32")(h)
+  return keras.Model(inputs, logits, name=name)
+
+
+def condition_dims(config: Config, image_shape: Sequence[int],
+                   num_classes: int = 0) -> tuple[int, int]:
+  """Widths of the conditions (G's, D's) of the model `config` describes.
+
+  A conditional model gives both nets the one-hot label (`num_classes`
+  wide). A masked model gives G the visible pixels and the mask, and D the
+  mask. An unconditional model gives neither: (0, 0).
+  """
+  size = int(np.prod(image_shape))
+  if config.conditional:
+    if num_classes < 2:
+      raise ValueError(
+          f"num_classes={num_classes} is not accepted for a conditional "
+          f"model: expected a dataset with at least 2 labels.")
+    return num_classes, num_classes
+  if config.masked:
+    return 2 * size, size
+  return 0, 0
 
 
 def build_networks(config: Config, image_shape: Sequence[int],
-                   pixel_means: Optional[np.ndarray] = None
+                   pixel_means: Optional[np.ndarray] = None,
+                   num_classes: int = 0
                    ) -> tuple[keras.Model, keras.Model]:
   """The (generator, discriminator) pair that `config` describes.
 
@@ -339,26 +398,41 @@ def build_networks(config: Config, image_shape: Sequence[int],
     image_shape: (H, W, C) of the data.
     pixel_means: per-pixel mean of the training data in G's output range; the
       MLP generator's output bias starts at its logit (the paper's init).
+    num_classes: labels of the dataset, for a conditional model.
 
   Returns:
     (generator, discriminator), each a functional `keras.Model`.
   """
+  # Layers take their dtype policy when they are made: build under the
+  # run's precision, then leave the global policy as it was.
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(config.precision)
+  try:
+    return _build_networks(config, image_shape, pixel_means, num_classes)
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
+def _build_networks(config, image_shape, pixel_means, num_classes):
   seed = config.seed
+  g_cond, d_cond = condition_dims(config, image_shape, num_classes)
   if config.architecture == "mlp":
     bias = None
     if pixel_means is not None:
       bias = logit_of_marginals(pixel_means, config.g_output)
     generator = mlp_generator(
         config.latent_dim, image_shape, config.g_hidden, config.g_activation,
-        config.g_output, config.g_init_scale, bias, seed=seed)
+        config.g_output, config.g_init_scale, bias, seed=seed,
+        condition_dim=g_cond)
     discriminator = mlp_discriminator(
         image_shape, config.d_hidden, config.d_pieces, config.d_input_dropout,
-        config.d_hidden_dropout, config.d_init_scale, seed=seed + 100)
+        config.d_hidden_dropout, config.d_init_scale, seed=seed + 100,
+        condition_dim=d_cond)
   else:
     generator = conv_generator(
         config.latent_dim, image_shape, config.conv_filters, config.g_output,
-        config.g_init_scale, seed=seed)
+        config.g_init_scale, seed=seed, condition_dim=g_cond)
     discriminator = conv_discriminator(
         image_shape, config.conv_filters, config.d_hidden_dropout,
-        config.d_init_scale, seed=seed + 100)
+        config.d_init_scale, seed=seed + 100, condition_dim=d_cond)
   return generator, discriminator

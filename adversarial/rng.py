@@ -102,3 +102,27 @@ def keep_mask(shape, seed, rate: float) -> tf.Tensor:
   """bool mask, True with probability 1 - rate (dropout's kept units)."""
   threshold = int(round(rate * 2**32))
   return random_bits(shape, seed) >= threshold
+
+
+def replica_rows(draw, shape) -> tf.Tensor:
+  """`draw(shape)` as this replica's rows of the global batch.
+
+  Under a `tf.distribute` strategy with n replicas, each replica holds
+  shape[0] rows of a global batch of n * shape[0]. Drawing the global batch
+  and keeping this replica's rows makes each row's noise (z, dropout masks)
+  the same as one device drawing for the whole global batch, and different
+  between replicas. With one replica it is `draw(shape)`.
+
+  Args:
+    draw: shape -> tensor, a function of its seed and the shape alone.
+    shape: this replica's shape, batch first.
+  """
+  ctx = tf.distribute.get_replica_context()
+  n = ctx.num_replicas_in_sync if ctx is not None else 1
+  if n == 1:
+    return draw(shape)
+  shape = tf.cast(shape, tf.int32)
+  rows = shape[0]
+  full = draw(tf.concat([[rows * n], shape[1:]], 0))
+  start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * rows
+  return full[start:start + rows]

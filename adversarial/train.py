@@ -8,6 +8,9 @@ Usage:
       --config=paper_mnist --tfds_manual_dir=path/to/mnist
 
   # Rerunning the same command resumes from the last checkpoint.
+  # The conditional model p(x | c) of Section 7 (one sample row per class):
+  python -m adversarial.train --dataset=mnist --workdir=/tmp/cgan --conditional
+
   # A short run of Algorithm 1 as printed, k = 2, with Adam:
   python -m adversarial.train --workdir=/tmp/gan2 --update=alternating --k=2 \
       --optimizer=adam --learning_rate=2e-4 --epochs=5
@@ -47,6 +50,19 @@ _MANUAL_DIR = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string(
     "tfds_data_dir", None,
     "TFDS data_dir. Default: $ADVERSARIAL_TFDS_DATA_DIR or TFDS's own.")
+_CONDITIONAL = flags.DEFINE_bool(
+    "conditional", None, "Train p(x | label): the label goes to G and D.")
+_MASKED = flags.DEFINE_bool(
+    "masked", None, "Train every conditional p(x_S | x_not-S) with random "
+    "masks S (inpainting); see --set=mask_kinds=...")
+_PRECISION = flags.DEFINE_enum(
+    "mixed_precision", None, ["float32", "mixed_float16", "mixed_bfloat16"],
+    "Numeric precision of the nets: float16 or bfloat16 compute with float32 "
+    "variables, logits and losses (float16 adds loss scaling).")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
+    "tf.distribute strategy: one device, all local GPUs, several hosts "
+    "(TF_CONFIG), or a TPU. --batch_size is the global batch.")
 _SET = flags.DEFINE_multi_string(
     "set", [], "Any other Config field, as name=value (repeatable), e.g. "
     "--set=g_hidden=256,256 --set=d_input_dropout=0.1.")
@@ -63,6 +79,8 @@ def config_from_flags():
       "k": _K.value, "update": _UPDATE.value, "g_loss": _G_LOSS.value,
       "optimizer": _OPTIMIZER.value, "learning_rate": _LR.value,
       "seed": _SEED.value, "jit_compile": _JIT.value,
+      "conditional": _CONDITIONAL.value, "masked": _MASKED.value,
+      "precision": _PRECISION.value, "strategy": _STRATEGY.value,
       "tfds_manual_dir": (_MANUAL_DIR.value or
                           os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
       "tfds_data_dir": (_DATA_DIR.value or

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from adversarial import callbacks as callbacks_lib
 from adversarial import data as data_lib
@@ -27,7 +28,9 @@ from adversarial import evaluation
 from adversarial import networks
 from adversarial import optim
 from adversarial.config import Config, ConfigError
+from adversarial.conditional import ConditionalGAN
 from adversarial.gan import GAN
+from adversarial.masked import MaskedGAN
 
 CONFIG_FILE = "config.json"
 
@@ -70,14 +73,25 @@ def check_workdir(config: Config, workdir: str) -> None:
 
 
 def build_model(config: Config, image_shape: Sequence[int],
-                pixel_means: Optional[np.ndarray], steps: int) -> GAN:
-  """The compiled GAN of `config`, with `steps` generator steps per epoch."""
+                pixel_means: Optional[np.ndarray], steps: int,
+                num_classes: int = 0) -> GAN:
+  """The compiled GAN of `config`, with `steps` generator steps per epoch: a
+  `ConditionalGAN` (`config.conditional`, `num_classes` labels), a
+  `MaskedGAN` (`config.masked`) or a `GAN`."""
   generator, discriminator = networks.build_networks(
-      config, image_shape, pixel_means)
-  model = GAN(generator, discriminator, latent_dim=config.latent_dim,
-              prior=config.prior, update=config.update, k=config.k,
-              g_loss=config.g_loss, label_smoothing=config.label_smoothing,
-              seed=config.seed)
+      config, image_shape, pixel_means, num_classes)
+  kwargs = dict(latent_dim=config.latent_dim, prior=config.prior,
+                update=config.update, k=config.k, g_loss=config.g_loss,
+                label_smoothing=config.label_smoothing, seed=config.seed,
+                ema_decay=config.ema_decay)
+  if config.conditional:
+    model = ConditionalGAN(generator, discriminator, num_classes=num_classes,
+                           **kwargs)
+  elif config.masked:
+    model = MaskedGAN(generator, discriminator,
+                      mask_kinds=config.mask_kinds, **kwargs)
+  else:
+    model = GAN(generator, discriminator, **kwargs)
   d_steps = steps * (config.k if config.update == "alternating" else 1)
   model.compile(
       d_optimizer=optim.make_optimizer(config, d_steps, "d_optimizer"),
@@ -86,9 +100,47 @@ def build_model(config: Config, image_shape: Sequence[int],
   return model
 
 
+def make_strategy(name: str) -> tf.distribute.Strategy:
+  """The `tf.distribute` strategy a run trains under.
+
+  Args:
+    name: 'default' (one device), 'mirrored' (every local GPU, or the CPU),
+      'multi_worker' (MultiWorkerMirroredStrategy; the cluster comes from
+      the TF_CONFIG environment variable) or 'tpu' (TPUStrategy on the TPU
+      that TPUClusterResolver finds).
+  """
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "tpu":
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise ConfigError(f"strategy={name!r} is not accepted: expected one of "
+                    f"'default', 'mirrored', 'multi_worker', 'tpu'.")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's files: always, except on the
+  non-chief workers of a multi-worker cluster (the chief, or worker 0 where
+  the cluster has no chief, writes)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not getattr(resolver, "task_type", None):
+    return True
+  cluster = resolver.cluster_spec().as_dict()
+  if "chief" in cluster:
+    return resolver.task_type == "chief"
+  return resolver.task_type == "worker" and resolver.task_id == 0
+
+
 def train(config: Config, workdir: str, verbose="auto",
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          train_data: Optional[data_lib.ArrayData] = None) -> TrainResult:
+          train_data: Optional[data_lib.ArrayData] = None,
+          strategy: Optional[tf.distribute.Strategy] = None) -> TrainResult:
   """Trains (or resumes) the run of `config` in `workdir`.
 
   Args:
@@ -98,6 +150,8 @@ def train(config: Config, workdir: str, verbose="auto",
     callbacks: more callbacks for `fit`.
     train_data: the training split, when the caller has it in memory already;
       loaded from `config` otherwise.
+    strategy: a `tf.distribute` strategy to train under, in place of the one
+      `config.strategy` names (e.g. a MirroredStrategy over chosen devices).
 
   Returns:
     A `TrainResult`.
@@ -120,7 +174,16 @@ def train(config: Config, workdir: str, verbose="auto",
   means = (data_lib.pixel_means(train_data, config.g_output)
            if config.architecture == "mlp" and len(image_shape) == 3
            else None)
-  model = build_model(config, image_shape, means, steps)
+  classes = data_lib.num_classes(config) if config.conditional else 0
+  strategy = strategy or make_strategy(config.strategy)
+  if config.batch_size % strategy.num_replicas_in_sync:
+    raise ConfigError(
+        f"batch_size={config.batch_size} is not accepted with "
+        f"{strategy.num_replicas_in_sync} replicas: expected a multiple of "
+        f"the replica count (the global batch is split evenly).")
+  with strategy.scope():
+    model = build_model(config, image_shape, means, steps, classes)
+  chief = is_chief(strategy)
 
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   state = callbacks_lib.read_state(checkpoint_dir)
@@ -130,12 +193,18 @@ def train(config: Config, workdir: str, verbose="auto",
     initial_epoch = int(state["epoch"])
   # Written after the checks and the restore: a failed start leaves the
   # directory as it was.
-  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-    f.write(config.to_json())
+  if chief:
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+      f.write(config.to_json())
   if initial_epoch >= config.epochs:
     return TrainResult(model, {}, initial_epoch, initial_epoch)
 
   run_callbacks = [callbacks_lib.NaNGuard(checkpoint_dir)]
+  if not chief:
+    # Other workers train in step with the chief and write nothing.
+    run_callbacks.extend(callbacks)
+    return _fit(model, config, train_data, initial_epoch, steps,
+                run_callbacks, verbose)
   if (config.monitor_samples and config.monitor_val_examples and
       config.val_split and len(image_shape) == 3):
     validation = data_lib.load_array(config, config.val_split)
@@ -158,12 +227,33 @@ def train(config: Config, workdir: str, verbose="auto",
         seed=config.seed, output_activation=config.g_output,
         tensorboard_dir=os.path.join(workdir, "tensorboard", "samples")))
   run_callbacks.extend(callbacks)
+  return _fit(model, config, train_data, initial_epoch, steps, run_callbacks,
+              verbose)
 
+
+def _barrier(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every replica of every worker gets here: the chief arrives
+  only after its callbacks have written the last checkpoint, so no worker
+  reads the work directory before it is complete."""
+  if strategy.num_replicas_in_sync > 1:
+    strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)),
+                    axis=None)
+
+
+def _fit(model, config, train_data, initial_epoch, steps, run_callbacks,
+         verbose) -> TrainResult:
   dataset = data_lib.train_dataset(config, train_data, initial_epoch)
+  if config.strategy == "multi_worker":
+    # Each worker takes its share of every global batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    dataset = dataset.with_options(options)
   history = model.fit(dataset, epochs=config.epochs,
                       initial_epoch=initial_epoch, steps_per_epoch=steps,
                       callbacks=run_callbacks, verbose=verbose,
                       shuffle=False)
+  _barrier(model.distribute_strategy)
   return TrainResult(model, history.history, initial_epoch, config.epochs)
 
 
@@ -227,7 +317,9 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
                             f"the work directory of a training run.")
   config = load_config(workdir)
   record = resolve_checkpoint(workdir, checkpoint)
-  model = build_model(config, image_shape(config), None, steps=1)
+  classes = data_lib.num_classes(config) if config.conditional else 0
+  model = build_model(config, image_shape(config), None, steps=1,
+                      num_classes=classes)
   model.load_weights(record["weights"])
   return model, config, record
 

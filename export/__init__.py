@@ -13,6 +13,10 @@ The export holds the generator alone, in TF Serving's layout
                    by `adversarial.rng`, exact integer arithmetic)
   sample_png       seed   int64 [batch] -> png: string [batch], PNG bytes
 
+A conditional model's export (`--conditional`) takes one more input in every
+signature, `labels` int64 [batch]: the class of each image. A label outside
+[0, num_classes) fails the request with a message that names the range.
+
 `assets.extra/tf_serving_warmup_requests` holds one PredictionLog per
 signature, which TF Serving replays before it takes traffic. The training
 config and the package version travel as assets (`assets/config.json`,
@@ -47,34 +51,53 @@ class _GeneratorModule(tf.Module):
   """The generator with its serving signatures."""
 
   def __init__(self, generator, latent_dim: int, prior: str,
-               output_activation: str):
+               output_activation: str, num_classes: int = 0):
     super().__init__(name="generator_module")
     from adversarial.gan import sample_prior_rows
     self.generator = generator
     self._variables = list(generator.weights)
     self.latent_dim = latent_dim
+    self.num_classes = num_classes
     self._prior = prior
     self._output_activation = output_activation
     self._rows = sample_prior_rows
 
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
     seed_spec = tf.TensorSpec([None], tf.int64, name="seed")
-    self.serving_default = tf.function(self._from_z, input_signature=[z_spec])
-    self.sample = tf.function(self._from_seed, input_signature=[seed_spec])
-    self.sample_png = tf.function(self._png, input_signature=[seed_spec])
+    specs = lambda first: [first]
+    if num_classes:
+      label_spec = tf.TensorSpec([None], tf.int64, name="labels")
+      specs = lambda first: [first, label_spec]
+    self.serving_default = tf.function(self._from_z,
+                                       input_signature=specs(z_spec))
+    self.sample = tf.function(self._from_seed,
+                              input_signature=specs(seed_spec))
+    self.sample_png = tf.function(self._png, input_signature=specs(seed_spec))
 
-  def _images(self, z):
-    return tf.cast(self.generator(z, training=False), tf.float32)
+  def _images(self, z, labels=None):
+    if not self.num_classes:
+      return tf.cast(self.generator(z, training=False), tf.float32)
+    with tf.control_dependencies([
+        tf.debugging.assert_equal(
+            tf.shape(labels)[0], tf.shape(z)[0],
+            message="expected one label per row of z (or per seed)"),
+        tf.debugging.assert_non_negative(
+            labels, message=f"labels must be in [0, {self.num_classes})"),
+        tf.debugging.assert_less(
+            labels, tf.constant(self.num_classes, tf.int64),
+            message=f"labels must be in [0, {self.num_classes})")]):
+      c = tf.one_hot(labels, self.num_classes, dtype=tf.float32)
+    return tf.cast(self.generator([z, c], training=False), tf.float32)
 
-  def _from_z(self, z):
-    return {"images": self._images(z)}
+  def _from_z(self, z, labels=None):
+    return {"images": self._images(z, labels)}
 
-  def _from_seed(self, seed):
+  def _from_seed(self, seed, labels=None):
     z = self._rows(seed, self.latent_dim, self._prior)
-    return {"images": self._images(z)}
+    return {"images": self._images(z, labels)}
 
-  def _png(self, seed):
-    images = self._from_seed(seed)["images"]
+  def _png(self, seed, labels=None):
+    images = self._from_seed(seed, labels)["images"]
     if self._output_activation == "tanh":
       images = (images + 1.0) / 2.0
     pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
@@ -91,7 +114,8 @@ def next_version(export_dir: str) -> int:
   return max(versions, default=0) + 1
 
 
-def _warmup_requests(latent_dim: int, model_name: str) -> list[bytes]:
+def _warmup_requests(latent_dim: int, model_name: str,
+                     num_classes: int = 0) -> list[bytes]:
   from tensorflow_serving.apis import model_pb2
   from tensorflow_serving.apis import predict_pb2
   from tensorflow_serving.apis import prediction_log_pb2
@@ -100,6 +124,9 @@ def _warmup_requests(latent_dim: int, model_name: str) -> list[bytes]:
       "sample": {"seed": np.array([0], np.int64)},
       "sample_png": {"seed": np.array([0], np.int64)},
   }
+  if num_classes:
+    for request in inputs.values():
+      request["labels"] = np.array([0], np.int64)
   records = []
   for signature in SIGNATURES:
     request = predict_pb2.PredictRequest(
@@ -141,6 +168,12 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
     raise ExportError(f"version={version!r} is not accepted: expected a "
                       f"positive integer (TF Serving's version directory).")
   model, config, record = train_lib.restore(workdir, checkpoint)
+  if config.masked:
+    raise ExportError(
+        f"the run in {workdir!r} is a masked (inpainting) model: expected an "
+        f"unconditional or label-conditional run; complete images with "
+        f"`python -m adversarial.complete` instead.")
+  num_classes = getattr(model, "num_classes", 0) if config.conditional else 0
   try:
     os.makedirs(export_dir, exist_ok=True)
   except OSError as e:
@@ -168,8 +201,8 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
       f.write(f"adversarial {adversarial.__version__}\n"
               f"checkpoint {os.path.basename(record['weights'])} epoch "
               f"{record.get('epoch')}\n")
-    module = _GeneratorModule(model.generator, config.latent_dim,
-                              config.prior, config.g_output)
+    module = _GeneratorModule(model.sampler, config.latent_dim,
+                              config.prior, config.g_output, num_classes)
     module.config_asset = tf.saved_model.Asset(
         os.path.join(assets, "config.json"))
     module.version_asset = tf.saved_model.Asset(
@@ -183,9 +216,10 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
     extra = os.path.join(saved, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-      for request in _warmup_requests(config.latent_dim, model_name):
+      for request in _warmup_requests(config.latent_dim, model_name,
+                                      num_classes):
         writer.write(request)
-    _check(saved, model, config.latent_dim)
+    _check(saved, model, num_classes)
     os.rename(saved, final)
   except ExportError:
     raise
@@ -197,18 +231,25 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
   return final
 
 
-def _check(path: str, model, latent_dim: int) -> None:
+def _check(path: str, model, num_classes: int = 0) -> None:
   """Loads the written model back; its images must be the generator's."""
   loaded = tf.saved_model.load(path)
   z = model.noise_for_seed(4, 12345)
-  got = loaded.signatures["serving_default"](z=z)["images"].numpy()
-  want = np.asarray(model.generator(z, training=False))
+  extra, extra_pair, inputs = {}, {}, z
+  if num_classes:
+    labels = tf.constant([0, 1, 2, 3], tf.int64) % num_classes
+    extra = {"labels": labels}
+    extra_pair = {"labels": tf.zeros([2], tf.int64)}
+    inputs = [z, tf.one_hot(labels, num_classes)]
+  got = loaded.signatures["serving_default"](z=z, **extra)["images"].numpy()
+  want = np.asarray(model.sampler(inputs, training=False))
   if not np.allclose(got, want, rtol=0, atol=1e-6):
     raise ExportError(
         f"the written model's images differ from the generator's by "
         f"{np.abs(got - want).max():.3g}: expected at most 1e-6.")
   seeds = tf.constant([7, 7], tf.int64)
-  pair = loaded.signatures["sample"](seed=seeds)["images"].numpy()
+  pair = loaded.signatures["sample"](seed=seeds, **extra_pair
+                                     )["images"].numpy()
   if not np.array_equal(pair[0], pair[1]):
     raise ExportError("the written model's `sample` signature gives two "
                       "images for one seed: expected one.")

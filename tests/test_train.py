@@ -98,8 +98,11 @@ class PoisonAt(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch == self.epoch:
-      kernel = self.model.generator.weights[0]
-      kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+      # D's logit bias: a NaN there reaches the losses on every backend (a
+      # NaN in a ReLU layer's kernel need not: oneDNN's fused MatMul+ReLU
+      # can map NaN to 0).
+      bias = self.model.discriminator.get_layer("logits").bias
+      bias.assign(np.full(bias.shape, np.nan, np.float32))
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
@@ -114,6 +117,23 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
   assert record["epoch"] == 1
   assert all(np.isfinite(w).all() for w in weights(model))
   assert not os.path.exists(tmp_path / "samples" / "epoch-0002.png")
+
+
+class PoisonHidden(keras.callbacks.Callback):
+  """NaN in G's first (ReLU) kernel, which the losses may not show."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == 1:
+      kernel = self.model.generator.get_layer("h0").kernel
+      kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+def test_nan_weights_stop_the_run_before_their_checkpoint(tmp_path):
+  with pytest.raises(callbacks_lib.TrainingDivergedError,
+                     match=r"diverged at epoch 2, .*(nan|h0/kernel)"):
+    run(small_config(epochs=3), tmp_path, callbacks=[PoisonHidden()])
+  state = callbacks_lib.read_state(str(tmp_path / "checkpoints"))
+  assert state["epoch"] == 1
 
 
 def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):

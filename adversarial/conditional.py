@@ -1,0 +1,116 @@
+"""The conditional model p(x | c) of the paper's Section 7: the class label
+goes to both nets.
+
+    gan = ConditionalGAN(generator, discriminator, num_classes=10)
+    gan.compile(d_optimizer=..., g_optimizer=...)
+    gan.fit(dataset_of_image_label_pairs, epochs=...)
+    sevens = gan.generate(16, seed=0, labels=[7] * 16)
+
+The nets are the usual ones built with a condition input
+(`networks.build_networks` with `config.conditional`): G maps [z, one_hot(c)]
+to images and D maps [images, one_hot(c)] to logits. Each minibatch's
+samples are made for the labels of its real images, so G sees the data's
+class frequencies, and D judges each image, real or generated, together with
+its label. Everything else (update rules, losses, checkpoints, the weight
+average) is `GAN`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from adversarial.gan import GAN
+
+
+@keras.saving.register_keras_serializable(package="adversarial")
+class ConditionalGAN(GAN):
+  """A `GAN` whose nets both take the class label.
+
+  The dataset yields (images, labels) with integer labels in
+  [0, num_classes).
+
+  Args:
+    generator: [z, one-hot label] -> images.
+    discriminator: [images, one-hot label] -> logits.
+    num_classes: number of labels.
+    **kwargs: `GAN`'s arguments.
+  """
+
+  def __init__(self, generator, discriminator, num_classes: int = 10,
+               **kwargs):
+    if not isinstance(num_classes, int) or num_classes < 2:
+      raise ValueError(f"num_classes={num_classes!r} is not accepted: "
+                       f"expected an integer >= 2.")
+    super().__init__(generator, discriminator, **kwargs)
+    self.num_classes = num_classes
+
+  def get_config(self):
+    config = super().get_config()
+    config["num_classes"] = self.num_classes
+    return config
+
+  def _unpack(self, data):
+    if (not isinstance(data, (tuple, list)) or len(data) < 2 or
+        data[1] is None):
+      raise ValueError(
+          "ConditionalGAN trains on (images, labels) batches: expected a "
+          "dataset of pairs, e.g. tf.data.Dataset.from_tensor_slices("
+          "(images, labels)).")
+    return data[0], data[1]
+
+  def one_hot(self, labels) -> tf.Tensor:
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
+
+  def _condition(self, images, source):
+    del images
+    return self.one_hot(source)
+
+  def _chunk(self, cond, start, stop):
+    return cond[start:stop]
+
+  def _fake(self, z, cond, training):
+    return self.generator([z, cond], training=training)
+
+  def _logits(self, images, cond, training):
+    return self.discriminator([images, cond], training=training)
+
+  def call(self, inputs, training=False):
+    """[z, one-hot labels] -> images."""
+    return self.generator(inputs, training=training)
+
+  def default_labels(self, num_samples: int) -> np.ndarray:
+    """Labels in blocks: the first num_samples / num_classes samples of class
+    0, then class 1, and so on (a square grid of 10 x 10 has one row per
+    class)."""
+    return (np.arange(num_samples) * self.num_classes) // max(num_samples, 1)
+
+  def generate(self, num_samples: int, seed: int = 0,
+               batch_size: int = 1000, average: Optional[bool] = None,
+               labels: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Samples of G for `labels` (by default `default_labels`), the same for
+    the same seed and labels.
+
+    Returns:
+      float32 array [num_samples, H, W, C] in G's output range.
+    """
+    if labels is None:
+      labels = self.default_labels(num_samples)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if len(labels) != num_samples:
+      raise ValueError(f"{len(labels)} labels for num_samples={num_samples}: "
+                       f"expected one label per sample.")
+    bad = labels[(labels < 0) | (labels >= self.num_classes)]
+    if bad.size:
+      raise ValueError(f"label {int(bad[0])} is not accepted: expected "
+                       f"labels in [0, {self.num_classes}).")
+    net = self.pick_generator(average)
+    z = self.noise_for_seed(num_samples, seed)
+    c = self.one_hot(labels)
+    out = [net([z[i:i + batch_size], c[i:i + batch_size]], training=False)
+           for i in range(0, num_samples, batch_size)]
+    return np.concatenate([np.asarray(o) for o in out], axis=0)

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import export
+from adversarial import evaluation
+from adversarial import train_lib
+from adversarial.conditional import ConditionalGAN
+
+from conftest import random_images, small_config
+
+SHAPE = (28, 28, 1)
+
+
+def make(**changes):
+  config = small_config(conditional=True, g_init_scale=0.5, **changes)
+  return train_lib.build_model(config, SHAPE, None, steps=3, num_classes=10)
+
+
+def batch(n=8, seed=0):
+  data = random_images(n, SHAPE, seed)
+  return data.images.astype(np.float32) / 255.0, data.labels
+
+
+def test_labels_reach_both_nets():
+  model = make()
+  assert isinstance(model, ConditionalGAN)
+  z = model.noise_for_seed(4, 0)
+  as_three = model.generator([z, model.one_hot([3] * 4)])
+  as_five = model.generator([z, model.one_hot([5] * 4)])
+  assert np.abs(np.asarray(as_three) - np.asarray(as_five)).max() > 1e-4
+  x = tf.constant(batch(4)[0])
+  d3 = model.discriminator([x, model.one_hot([3] * 4)])
+  d5 = model.discriminator([x, model.one_hot([5] * 4)])
+  assert np.abs(np.asarray(d3) - np.asarray(d5)).max() > 1e-6
+  # generate() asks for the requested labels.
+  np.testing.assert_allclose(
+      model.generate(4, seed=0, labels=[3] * 4), as_three, atol=1e-6)
+
+
+@pytest.mark.parametrize("update,k", [("simultaneous", 1), ("alternating", 2)])
+def test_train_step_uses_the_batch_labels(update, k):
+  model = make(update=update, k=k)
+  x, y = batch(8)
+  g0 = [np.array(w) for w in model.generator.weights]
+  logs = model.train_on_batch(x, y, return_dict=True)
+  assert np.isfinite(logs["d_loss"]) and np.isfinite(logs["g_loss"])
+  assert any(not np.array_equal(a, np.array(b))
+             for a, b in zip(g0, model.generator.weights))
+  with pytest.raises(ValueError, match="dataset of pairs"):
+    model.train_on_batch(x)
+
+
+def test_default_labels_give_one_row_per_class_and_bad_labels_are_named():
+  model = make()
+  np.testing.assert_array_equal(model.default_labels(100).reshape(10, 10),
+                                np.repeat(np.arange(10), 10).reshape(10, 10))
+  with pytest.raises(ValueError, match="label 10 is not accepted"):
+    model.generate(2, labels=[1, 10])
+  with pytest.raises(ValueError, match="one label per sample"):
+    model.generate(3, labels=[1, 2])
+
+
+def test_conditional_run_trains_checkpoints_and_exports_with_labels(tmp_path):
+  config = small_config(conditional=True, epochs=1)
+  workdir = str(tmp_path / "run")
+  result = train_lib.train(config, workdir, verbose=0,
+                           train_data=random_images(48))
+  assert isinstance(result.model, ConditionalGAN)
+  restored, _, _ = train_lib.restore(workdir, "last")
+  np.testing.assert_allclose(restored.generate(6, seed=2, labels=[0, 1, 2] * 2),
+                             result.model.generate(6, seed=2,
+                                                   labels=[0, 1, 2] * 2),
+                             atol=1e-6)
+  path = export.export_generator(workdir, str(tmp_path / "serving"))
+  loaded = tf.saved_model.load(path)
+  sig = loaded.signatures["serving_default"]
+  assert set(sig.structured_input_signature[1]) == {"z", "labels"}
+  z = restored.noise_for_seed(3, 5)
+  labels = tf.constant([4, 0, 9], tf.int64)
+  got = sig(z=z, labels=labels)["images"].numpy()
+  np.testing.assert_allclose(
+      got, restored.generate(3, seed=5, labels=[4, 0, 9]), atol=1e-6)
+  by_seed = loaded.signatures["sample"](
+      seed=tf.constant([1, 1], tf.int64),
+      labels=tf.constant([2, 7], tf.int64))["images"].numpy()
+  assert not np.allclose(by_seed[0], by_seed[1])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 10\)"):
+    sig(z=z, labels=tf.constant([4, 0, 10], tf.int64))
+
+
+def test_conditional_accuracy_counts_the_requested_class():
+
+  class Fixed:
+    """A classifier that answers class 1 for everything."""
+
+    def predict(self, images, batch_size=None, verbose=0):
+      logits = np.zeros((len(images), 10), np.float32)
+      logits[:, 1] = 1.0
+      return logits
+
+  requested = np.repeat(np.arange(10), 5)
+  result = evaluation.conditional_accuracy(Fixed(), np.zeros((50, 28, 28, 1)),
+                                           requested)
+  assert result["accuracy"] == pytest.approx(0.1)
+  assert result["per_class"][1] == 1.0 and result["per_class"][0] == 0.0
+
+
+def test_conditional_config_is_checked():
+  from adversarial.config import ConfigError
+  with pytest.raises(ConfigError, match="not accepted together"):
+    small_config(conditional=True, masked=True).validate()
+  with pytest.raises(ConfigError, match="toy_gaussian"):
+    small_config(conditional=True, dataset="toy_gaussian").validate()
