@@ -274,7 +274,9 @@ class GAN(keras.Model):
   def sampler(self) -> keras.Model:
     """The generator that samples: the weight average when the model keeps
     one, G itself otherwise."""
-    return self.ema_generator or self.generator
+    if self.ema_generator is not None:
+      return self.ema_generator
+    return self.generator
 
   def pick_generator(self, average: Optional[bool] = None) -> keras.Model:
     """The weight average (True), the trained G (False) or `sampler` (None)."""
