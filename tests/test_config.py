@@ -20,6 +20,10 @@ BAD = [
     (dict(g_hidden=()), r"g_hidden=\(\)"),
     (dict(steps_per_epoch=0), "steps_per_epoch=0"),
     (dict(architecture="rnn"), "architecture='rnn'"),
+    (dict(strategy="horovod"), "strategy='horovod'.*'multi_worker'"),
+    (dict(precision="float16"), "precision='float16'.*'mixed_float16'"),
+    (dict(ema_decay=1.0), r"ema_decay=1.0.*\[0, 1\)"),
+    (dict(mask_kinds="half,corner"), "mask_kinds='half,corner'.*pixels"),
 ]
 
 
@@ -72,3 +76,9 @@ def test_parse_assignments_types():
     config_lib.parse_assignments(["nope=1"])
   with pytest.raises(ConfigError, match="'batch_size=x'"):
     config_lib.parse_assignments(["batch_size=x"])
+
+
+def test_the_strategy_may_change_when_a_run_resumes():
+  a = config_lib.PAPER_MNIST
+  assert a.differences(a.override(strategy="mirrored")) == {}
+  assert "precision" in a.differences(a.override(precision="mixed_bfloat16"))

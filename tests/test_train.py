@@ -274,3 +274,14 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   assert proc.returncode != 0
   assert "batch_size=-5 is not accepted: expected a positive integer" in out
   assert not os.listdir(tmp_path)
+
+
+def test_batches_that_do_not_split_across_replicas_are_refused(tmp_path):
+
+  class TwoReplicas:
+    num_replicas_in_sync = 2
+
+  with pytest.raises(ConfigError, match="batch_size=9 .* 2 replicas"):
+    train_lib.train(small_config(batch_size=9), str(tmp_path), verbose=0,
+                    train_data=DATA, strategy=TwoReplicas())
+  assert not os.path.exists(tmp_path / "config.json")
