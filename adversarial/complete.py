@@ -20,6 +20,8 @@ import os
 from absl import app
 from absl import flags
 
+from adversarial import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a masked "
                                "run (--masked).", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
@@ -28,12 +30,7 @@ _NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored.")
 _COMPLETIONS = flags.DEFINE_integer("completions", 5,
                                     "Completions per input.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the masks and completions.")
-_MANUAL_DIR = flags.DEFINE_string(
-    "tfds_manual_dir", None, "TFDS manual download directory. Default: "
-    "$ADVERSARIAL_TFDS_MANUAL_DIR, or the run's.")
-_DATA_DIR = flags.DEFINE_string(
-    "tfds_data_dir", None, "TFDS data_dir. Default: "
-    "$ADVERSARIAL_TFDS_DATA_DIR, or the run's.")
+_MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
 def main(argv):
@@ -44,22 +41,13 @@ def main(argv):
   from adversarial import images as images_lib
   from adversarial import masked
   from adversarial import quality
-  from adversarial import train_lib
-  try:
-    model, config, record = train_lib.restore(_WORKDIR.value,
-                                              _CHECKPOINT.value)
-  except (FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+  model, config, record = cli.restore_or_exit(
+      _WORKDIR.value, _CHECKPOINT.value,
+      cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   if not config.masked:
     raise SystemExit(f"error: the run in {_WORKDIR.value!r} is not a masked "
                      f"model: expected a run trained with --masked (e.g. "
                      f"--config=masked_mnist).")
-  changes = {k: v for k, v in (
-      ("tfds_manual_dir", _MANUAL_DIR.value or
-       os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-      ("tfds_data_dir", _DATA_DIR.value or
-       os.environ.get("ADVERSARIAL_TFDS_DATA_DIR"))) if v}
-  config = config.override(**changes)
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))
   to_unit = lambda x: data_lib.to_unit_range(x, config.g_output)
   train = data_lib.load_array(config, config.train_split)

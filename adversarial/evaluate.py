@@ -14,6 +14,8 @@ and writes it to <workdir>/evaluation.json.
 from absl import app
 from absl import flags
 
+from adversarial import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
 _CHECKPOINT = flags.DEFINE_string(
@@ -31,18 +33,12 @@ _GENERATOR = flags.DEFINE_enum(
     "generator", "default", ["default", "average", "trained"],
     "For a run that keeps a weight average of G (ema_decay > 0): score the "
     "average or the trained G. default: the average when there is one.")
-_MANUAL_DIR = flags.DEFINE_string(
-    "tfds_manual_dir", None, "TFDS manual download directory. Default: "
-    "$ADVERSARIAL_TFDS_MANUAL_DIR, or the run's.")
-_DATA_DIR = flags.DEFINE_string(
-    "tfds_data_dir", None, "TFDS data_dir. Default: "
-    "$ADVERSARIAL_TFDS_DATA_DIR, or the run's.")
+_MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import os
   from adversarial import evaluation
   try:
     result = evaluation.evaluate_workdir(
@@ -51,10 +47,7 @@ def main(argv):
         num_test=_TEST.value, seed=_SEED.value, quality=_QUALITY.value,
         average={"default": None, "average": True,
                  "trained": False}[_GENERATOR.value],
-        tfds_manual_dir=(_MANUAL_DIR.value or
-                         os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-        tfds_data_dir=(_DATA_DIR.value or
-                       os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")))
+        **cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"Parzen-window log-likelihood: {result['mean']:.1f} +/- "

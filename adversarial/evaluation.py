@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from adversarial import quality as quality_lib
+
 PAPER_SIGMAS = tuple(float(s) for s in np.logspace(-1, 0, 10))
 
 
@@ -160,9 +162,8 @@ def conditional_accuracy(classifier, images_unit: np.ndarray,
                          requested: np.ndarray) -> dict:
   """How often `classifier` recognises the requested class in samples of a
   conditional model: {'accuracy', 'per_class': [accuracy of class c]}."""
-  logits = classifier.predict(np.asarray(images_unit, np.float32),
-                              batch_size=1000, verbose=0)
-  hit = np.argmax(logits, 1) == np.asarray(requested)
+  hit = quality_lib.predicted_classes(classifier, images_unit) == np.asarray(
+      requested)
   classes = np.unique(requested)
   return {"accuracy": float(hit.mean()),
           "per_class": [float(hit[requested == c].mean()) for c in classes]}
@@ -226,19 +227,17 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     test = test[:num_test]
   unit = lambda x: flatten_unit(
       data_lib.to_model_range(x, config.g_output), config.g_output)
-  samples = flatten_unit(model.generate(num_samples, seed=seed, average=average),
-                         config.g_output)
+  # One set of samples serves the Parzen estimate and the quality scores.
+  generated = model.generate(num_samples, seed=seed, average=average)
+  samples = flatten_unit(generated, config.g_output)
   result = parzen_estimate(samples, unit(val), unit(test), sigmas).to_dict()
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
                 seed=seed, weight_average=model.ema_generator is not None
                 and average is not False)
   if quality and config.dataset == "mnist":
-    from adversarial import quality as quality_lib
     classifier = quality_lib.load_or_train_classifier(config)
     train = data_lib.load_array(config, config.train_split).images
-    images = data_lib.to_unit_range(
-        model.generate(num_samples, seed=seed, average=average),
-        config.g_output)
+    images = data_lib.to_unit_range(generated, config.g_output)
     result["quality"] = quality_lib.sample_quality(
         classifier, images, train, test_data.images,
         test_data.labels).to_dict()

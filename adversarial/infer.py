@@ -16,6 +16,8 @@ import os
 from absl import app
 from absl import flags
 
+from adversarial import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
@@ -30,21 +32,7 @@ _NUM_TEST = flags.DEFINE_integer("num_test", 1000, "Test images scored.")
 _CANDIDATES = flags.DEFINE_integer(
     "num_candidates", 10_000, "Random z of the best-of-random baseline.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
-_MANUAL_DIR = flags.DEFINE_string(
-    "tfds_manual_dir", None, "TFDS manual download directory. Default: "
-    "$ADVERSARIAL_TFDS_MANUAL_DIR, or the run's.")
-_DATA_DIR = flags.DEFINE_string(
-    "tfds_data_dir", None, "TFDS data_dir. Default: "
-    "$ADVERSARIAL_TFDS_DATA_DIR, or the run's.")
-
-
-def data_overrides():
-  """The data directories given by flag or environment."""
-  out = {"tfds_manual_dir": (_MANUAL_DIR.value or
-                             os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-         "tfds_data_dir": (_DATA_DIR.value or
-                           os.environ.get("ADVERSARIAL_TFDS_DATA_DIR"))}
-  return {k: v for k, v in out.items() if v}
+_MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
 def main(argv):
@@ -54,14 +42,13 @@ def main(argv):
   from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import inference
-  from adversarial import train_lib
+  model, config, record = cli.restore_or_exit(
+      _WORKDIR.value, _CHECKPOINT.value,
+      cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   try:
-    model, config, record = train_lib.restore(_WORKDIR.value,
-                                              _CHECKPOINT.value)
     inference.check_unconditional(model)
-  except (FileNotFoundError, ValueError) as e:
+  except ValueError as e:
     raise SystemExit(f"error: {e}") from None
-  config = config.override(**data_overrides())
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))
   train = to_model(data_lib.load_array(config, config.train_split).images)
   test = to_model(data_lib.load_array(config, config.test_split).images[

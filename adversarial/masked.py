@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial import quality
 from adversarial import rng
 from adversarial.config import MASK_KINDS
 from adversarial.gan import GAN
@@ -245,9 +246,8 @@ class MaskedGAN(GAN):
 def classifier_accuracy(classifier, images_unit: np.ndarray,
                         labels: np.ndarray) -> float:
   """Share of `images_unit` ([0, 1] range) that `classifier` labels right."""
-  logits = classifier.predict(np.asarray(images_unit, np.float32),
-                              batch_size=1000, verbose=0)
-  return float(np.mean(np.argmax(logits, 1) == labels))
+  return float(np.mean(quality.predicted_classes(classifier, images_unit) ==
+                       labels))
 
 
 def completion_scores(model: MaskedGAN, classifier, images: np.ndarray,

@@ -96,6 +96,14 @@ def features_and_logits(classifier: keras.Model, images: np.ndarray,
   return feats.astype(np.float64), logits
 
 
+def predicted_classes(classifier, images: np.ndarray,
+                      batch_size: int = 1000) -> np.ndarray:
+  """The classifier's class for each image in [0, 1], int [N]."""
+  logits = classifier.predict(np.asarray(images, np.float32),
+                              batch_size=batch_size, verbose=0)
+  return np.argmax(logits, axis=1)
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   """Frechet distance between Gaussians fitted to feature sets a and b:
 

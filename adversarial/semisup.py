@@ -17,6 +17,8 @@ import os
 from absl import app
 from absl import flags
 
+from adversarial import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
@@ -26,12 +28,7 @@ _SIZES = flags.DEFINE_list("sizes", ["100", "600", "1000", "3000"],
 _DRAWS = flags.DEFINE_integer("draws", 3, "Labelled sets drawn per size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the labelled sets.")
 _L2 = flags.DEFINE_float("l2", 1e-3, "L2 penalty of the linear classifier.")
-_MANUAL_DIR = flags.DEFINE_string(
-    "tfds_manual_dir", None, "TFDS manual download directory. Default: "
-    "$ADVERSARIAL_TFDS_MANUAL_DIR, or the run's.")
-_DATA_DIR = flags.DEFINE_string(
-    "tfds_data_dir", None, "TFDS data_dir. Default: "
-    "$ADVERSARIAL_TFDS_DATA_DIR, or the run's.")
+_MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
 def main(argv):
@@ -41,26 +38,17 @@ def main(argv):
   from adversarial import data as data_lib
   from adversarial import networks
   from adversarial import semisupervised as ss
-  from adversarial import train_lib
   try:
     sizes = [int(s) for s in _SIZES.value]
   except ValueError:
     raise app.UsageError(f"--sizes={_SIZES.value} is not accepted: expected "
                          f"integers such as 100,600,1000,3000.") from None
-  try:
-    model, config, record = train_lib.restore(_WORKDIR.value,
-                                              _CHECKPOINT.value)
-  except (FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+  model, config, record = cli.restore_or_exit(
+      _WORKDIR.value, _CHECKPOINT.value,
+      cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   if config.conditional or config.masked:
     raise SystemExit("error: the run is conditional or masked: expected an "
                      "unconditional run, whose D sees images alone.")
-  changes = {k: v for k, v in (
-      ("tfds_manual_dir", _MANUAL_DIR.value or
-       os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-      ("tfds_data_dir", _DATA_DIR.value or
-       os.environ.get("ADVERSARIAL_TFDS_DATA_DIR"))) if v}
-  config = config.override(**changes)
   train = data_lib.load_array(config, config.train_split)
   test = data_lib.load_array(config, config.test_split)
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))

@@ -19,10 +19,10 @@ Flags override the preset's values; `--config` names the preset. The work
 directory receives config.json, checkpoints/, samples/ and tensorboard/.
 """
 
-import os
-
 from absl import app
 from absl import flags
+
+from adversarial import cli
 
 _CONFIG = flags.DEFINE_string(
     "config", "paper_mnist", "Named preset (adversarial.config.PRESETS).")
@@ -81,12 +81,9 @@ def config_from_flags():
       "seed": _SEED.value, "jit_compile": _JIT.value,
       "conditional": _CONDITIONAL.value, "masked": _MASKED.value,
       "precision": _PRECISION.value, "strategy": _STRATEGY.value,
-      "tfds_manual_dir": (_MANUAL_DIR.value or
-                          os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-      "tfds_data_dir": (_DATA_DIR.value or
-                        os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")),
   }
   overrides = {k: v for k, v in overrides.items() if v is not None}
+  overrides.update(cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   overrides.update(config_lib.parse_assignments(_SET.value))
   return config_lib.get_preset(_CONFIG.value).override(**overrides).validate()
 

@@ -1,0 +1,51 @@
+"""Flags and steps shared by the binaries that read a training run
+(`evaluate`, `infer`, `complete`, `semisup`) and by `train`."""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+MANUAL_DIR_ENV = "ADVERSARIAL_TFDS_MANUAL_DIR"
+DATA_DIR_ENV = "ADVERSARIAL_TFDS_DATA_DIR"
+
+
+def define_data_flags():
+  """--tfds_manual_dir and --tfds_data_dir of a binary that reads a run.
+
+  Returns:
+    (manual_dir flag, data_dir flag), for `data_dirs`.
+  """
+  manual = flags.DEFINE_string(
+      "tfds_manual_dir", None, f"TFDS manual download directory. Default: "
+      f"${MANUAL_DIR_ENV}, or the run's.")
+  data = flags.DEFINE_string(
+      "tfds_data_dir", None, f"TFDS data_dir. Default: ${DATA_DIR_ENV}, or "
+      f"the run's.")
+  return manual, data
+
+
+def data_dirs(manual_flag, data_flag) -> dict:
+  """The data directories given by flag, else by environment variable:
+  {'tfds_manual_dir': ..., 'tfds_data_dir': ...}, leaving out those given
+  by neither."""
+  dirs = {"tfds_manual_dir": manual_flag.value or os.environ.get(
+              MANUAL_DIR_ENV),
+          "tfds_data_dir": data_flag.value or os.environ.get(DATA_DIR_ENV)}
+  return {k: v for k, v in dirs.items() if v}
+
+
+def restore_or_exit(workdir: str, checkpoint: str, dirs: dict):
+  """`train_lib.restore`, with the run's data directories replaced by
+  `dirs`; a missing run or checkpoint exits with its message.
+
+  Returns:
+    (model, config, record).
+  """
+  from adversarial import train_lib
+  try:
+    model, config, record = train_lib.restore(workdir, checkpoint)
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f"error: {e}") from None
+  return model, config.override(**dirs), record
