@@ -93,6 +93,10 @@ class Config:
   # visible pixels, the mask and z and fills in S, D sees the image and the
   # mask; S is drawn for each example from `mask_kinds` (comma-separated
   # MASK_KINDS).
+  # PacGAN (Lin et al., 2018): D judges `pack` images of one source at once,
+  # stacked along the channel axis, so that a G whose samples lack variety
+  # is easier to tell from the data. 1 is the paper's D.
+  pack: int = 1
   conditional: bool = False
   masked: bool = False
   mask_kinds: str = "pixels,block,half,all"
@@ -200,6 +204,26 @@ class Config:
           f"momentum_start_epoch={self.momentum_start_epoch!r} and "
           f"momentum_saturate_epoch={self.momentum_saturate_epoch!r} are not "
           f"accepted: expected 0 <= start < saturate.")
+    _positive_int("pack", self.pack, what="an integer >= 1 (images D "
+                  "judges at once; 1 is the paper's D)")
+    if self.pack > 1:
+      other = ("conditional=True" if self.conditional else
+               "masked=True" if self.masked else
+               f"dataset={self.dataset!r}"
+               if self.dataset in TOY_DATASETS else None)
+      if other:
+        raise ConfigError(
+            f"pack={self.pack} is not accepted with {other}: expected "
+            f"pack=1, or an unconditional model of images.")
+      # D's minibatches: the batch, or each of the k slices of it.
+      slices = self.k if self.update == "alternating" else 1
+      if self.batch_size % (slices * self.pack):
+        raise ConfigError(
+            f"pack={self.pack} is not accepted with batch_size="
+            f"{self.batch_size}"
+            f"{f' and k={self.k}' if slices > 1 else ''}: expected a pack "
+            f"size that divides each of D's minibatches "
+            f"(batch_size / k images).")
     if self.conditional and self.masked:
       raise ConfigError(
           "conditional=True and masked=True are not accepted together: "

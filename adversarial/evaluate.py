@@ -33,6 +33,10 @@ _GENERATOR = flags.DEFINE_enum(
     "generator", "default", ["default", "average", "trained"],
     "For a run that keeps a weight average of G (ema_decay > 0): score the "
     "average or the trained G. default: the average when there is one.")
+_REFERENCE = flags.DEFINE_bool(
+    "reference", True, "Also score num_samples training images as if they "
+    "were the samples, and print both estimates for each test label: where "
+    "the generator loses its nats.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
@@ -47,6 +51,7 @@ def main(argv):
         num_test=_TEST.value, seed=_SEED.value, quality=_QUALITY.value,
         average={"default": None, "average": True,
                  "trained": False}[_GENERATOR.value],
+        reference=_REFERENCE.value,
         **cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
@@ -54,6 +59,12 @@ def main(argv):
         f"{result['stderr']:.1f} nats (sigma {result['sigma']:.4f}, "
         f"{result['num_samples']} samples, {result['num_test']} test images,"
         f" checkpoint epoch {result['epoch']}, {result['seconds']:.1f} s)")
+  ref = result.get("reference")
+  if ref:
+    print(f"training images as the samples (reference): {ref['mean']:.1f} "
+          f"+/- {ref['stderr']:.1f} nats (sigma {ref['sigma']:.4f})")
+  if ref and result.get("by_class"):
+    print(format_by_class(result["by_class"], ref["by_class"]))
   q = result.get("quality")
   if q:
     print(f"Frechet distance (classifier features, samples vs test): "
@@ -70,6 +81,16 @@ def main(argv):
   print(f"written to {result['path']}")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")
+
+
+def format_by_class(samples: dict, reference: dict) -> str:
+  """A table of the mean test log-likelihood of each label, under G's
+  samples and under the reference."""
+  rows = [f"{'test label':>10} {'samples':>9} {'reference':>10} {'gap':>7}"]
+  for label, value in samples.items():
+    ref = reference[label]
+    rows.append(f"{label:>10} {value:9.1f} {ref:10.1f} {ref - value:7.1f}")
+  return "\n".join(rows)
 
 
 def run():

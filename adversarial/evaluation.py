@@ -90,6 +90,9 @@ class ParzenResult:
   num_test: int
   validation: dict
   seconds: float = 0.0
+  # Mean log-likelihood of the test points of each label, when labels are
+  # given: where the estimate gains and loses.
+  by_class: Optional[dict] = None
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -113,7 +116,9 @@ def select_sigma(validation: np.ndarray, samples: np.ndarray,
 def parzen_estimate(samples: np.ndarray, validation: np.ndarray,
                     test: np.ndarray,
                     sigmas: Sequence[float] = PAPER_SIGMAS,
-                    chunk_size: int = 500) -> ParzenResult:
+                    chunk_size: int = 500,
+                    test_labels: Optional[np.ndarray] = None
+                    ) -> ParzenResult:
   """The paper's estimate: sigma by validation, then the test mean and its
   standard error std / sqrt(n_test).
 
@@ -123,14 +128,25 @@ def parzen_estimate(samples: np.ndarray, validation: np.ndarray,
       50,000-50,999).
     test: [n_test, ...] test points (the paper: the 10,000 MNIST test images).
     sigmas: the grid (the paper: numpy.logspace(-1, 0, 10)).
+    test_labels: [n_test] labels of the test points; when given, the result
+      also holds the mean log-likelihood of each label's points.
   """
   start = time.perf_counter()
   sigma, table = select_sigma(validation, samples, sigmas, chunk_size)
   ll = parzen_log_likelihoods(test, samples, [sigma], chunk_size)[0]
+  by_class = None
+  if test_labels is not None:
+    labels = np.asarray(test_labels).reshape(-1)
+    if len(labels) != len(ll):
+      raise ValueError(f"{len(labels)} test labels for {len(ll)} test "
+                       f"points: expected one label per point.")
+    by_class = {int(c): float(ll[labels == c].mean())
+                for c in np.unique(labels)}
   return ParzenResult(
       mean=float(ll.mean()), stderr=float(ll.std() / math.sqrt(len(ll))),
       sigma=sigma, num_samples=len(samples), num_test=len(ll),
-      validation=table, seconds=time.perf_counter() - start)
+      validation=table, seconds=time.perf_counter() - start,
+      by_class=by_class)
 
 
 def flatten_unit(images, output_activation: str = "sigmoid") -> np.ndarray:
@@ -176,7 +192,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      tfds_manual_dir: Optional[str] = None,
                      tfds_data_dir: Optional[str] = None,
                      quality: bool = True,
-                     average: Optional[bool] = None) -> dict:
+                     average: Optional[bool] = None,
+                     reference: bool = True) -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json`.
 
@@ -194,11 +211,16 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       (MNIST only).
     average: which generator of a model that keeps a weight average: True
       for the average, False for the trained G, None for `GAN.sampler`.
+    reference: also score `num_samples` training images as if they were the
+      samples (`reference` in the record): what the estimator gives the data
+      G learns from, overall and for each test label (`by_class`).
 
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
-    (mean log-likelihood per sigma), seconds, epoch, checkpoint, path, and
-    quality (see `quality.QualityResult`) for MNIST.
+    (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
+    of the test images of each label), epoch, checkpoint, path, reference
+    (the same estimate with training images as samples) and quality (see
+    `quality.QualityResult`) for MNIST.
   """
   import glob
   import json
@@ -222,21 +244,29 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                        f"positive integer.")
   val = data_lib.load_array(config, config.val_split).images[:num_val]
   test_data = data_lib.load_array(config, config.test_split)
-  test = test_data.images
+  test, labels = test_data.images, test_data.labels
   if num_test is not None:
     test = test[:num_test]
+    labels = None if labels is None else labels[:num_test]
   unit = lambda x: flatten_unit(
       data_lib.to_model_range(x, config.g_output), config.g_output)
   # One set of samples serves the Parzen estimate and the quality scores.
   generated = model.generate(num_samples, seed=seed, average=average)
   samples = flatten_unit(generated, config.g_output)
-  result = parzen_estimate(samples, unit(val), unit(test), sigmas).to_dict()
+  result = parzen_estimate(samples, unit(val), unit(test), sigmas,
+                           test_labels=labels).to_dict()
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
                 seed=seed, weight_average=model.ema_generator is not None
                 and average is not False)
+  train = None
+  if reference or (quality and config.dataset == "mnist"):
+    train = data_lib.load_array(config, config.train_split).images
+  if reference:
+    result["reference"] = parzen_estimate(
+        unit(train[:num_samples]), unit(val), unit(test), sigmas,
+        test_labels=labels).to_dict()
   if quality and config.dataset == "mnist":
     classifier = quality_lib.load_or_train_classifier(config)
-    train = data_lib.load_array(config, config.train_split).images
     images = data_lib.to_unit_range(generated, config.g_output)
     result["quality"] = quality_lib.sample_quality(
         classifier, images, train, test_data.images,

@@ -70,6 +70,22 @@ def sample_prior_rows(seeds, latent_dim: int, prior: str = "uniform"
   return rng.normal_rows(seeds, latent_dim)
 
 
+def pack_images(images, pack: int) -> tf.Tensor:
+  """[n, H, W, C] -> [n / pack, H, W, pack * C]: images pack * i ...
+  pack * i + pack - 1 stacked on the channel axis, in that order.
+
+  n must be a multiple of `pack`.
+  """
+  height, width, channels = images.shape[1:]
+  tf.debugging.assert_equal(
+      tf.shape(images)[0] % pack, 0,
+      message=f"D judges packs of {pack} images; the minibatch size is not "
+      f"a multiple of {pack}")
+  x = tf.reshape(images, [-1, pack, height, width, channels])
+  x = tf.transpose(x, [0, 2, 3, 1, 4])
+  return tf.reshape(x, [-1, height, width, pack * channels])
+
+
 def _per_replica(loss):
   """A replica's share of a loss: the optimisers sum the replicas'
   gradients, so each replica's mean loss is divided by their number, and the
@@ -101,15 +117,23 @@ class GAN(keras.Model):
       of G's weights, `ema_generator`, updated after every generator step
       with this decay (0.999 averages over about 1,000 steps). Sampling,
       evaluation and export use it (`sampler`); training never reads it.
+    pack: images D judges at once (PacGAN, Lin et al. 2018): D's input has
+      `pack` times the images' channels, and each minibatch of real or of
+      generated images reaches it as groups of `pack` consecutive images
+      (`pack_images`). 1 is the paper's D.
   """
 
   def __init__(self, generator: keras.Model, discriminator: keras.Model,
                latent_dim: Optional[int] = None, prior: str = "uniform",
                update: str = "simultaneous", k: int = 1,
                g_loss: str = "non_saturating", label_smoothing: float = 0.0,
-               seed: int = 0, ema_decay: float = 0.0, **kwargs):
+               seed: int = 0, ema_decay: float = 0.0, pack: int = 1,
+               **kwargs):
     super().__init__(**kwargs)
     check_prior(prior)
+    if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
+      raise ValueError(f"pack={pack!r} is not accepted: expected an integer "
+                       f">= 1 (images D judges at once).")
     if not 0.0 <= ema_decay < 1.0:
       raise ValueError(f"ema_decay={ema_decay!r} is not accepted: expected a "
                        f"decay in [0, 1) (0 keeps no average).")
@@ -140,6 +164,7 @@ class GAN(keras.Model):
     self.seed = int(seed)
     self.noise_seed = keras.random.SeedGenerator(seed, name="noise_seed")
     self.ema_decay = float(ema_decay)
+    self.pack = pack
     self.ema_generator = None
     if self.ema_decay > 0:
       self.ema_generator = keras.models.clone_model(generator)
@@ -216,7 +241,7 @@ class GAN(keras.Model):
         latent_dim=self.latent_dim, prior=self.prior, update=self.update,
         k=self.k, g_loss=self.g_loss_name,
         label_smoothing=self.label_smoothing, seed=self.seed,
-        ema_decay=self.ema_decay)
+        ema_decay=self.ema_decay, pack=self.pack)
 
   @classmethod
   def from_config(cls, config):
@@ -354,8 +379,10 @@ class GAN(keras.Model):
     return self.generator(z, training=training)
 
   def _logits(self, images, cond, training):
-    """D's logits for `images` under `cond`."""
+    """D's logits for `images` under `cond` (one per pack of images)."""
     del cond
+    if self.pack > 1:
+      images = pack_images(images, self.pack)
     return self.discriminator(images, training=training)
 
   def train_step(self, data):

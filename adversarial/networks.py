@@ -416,6 +416,8 @@ def build_networks(config: Config, image_shape: Sequence[int],
 def _build_networks(config, image_shape, pixel_means, num_classes):
   seed = config.seed
   g_cond, d_cond = condition_dims(config, image_shape, num_classes)
+  # A packed D (config.pack > 1) takes `pack` images stacked on channels.
+  d_shape = tuple(image_shape[:-1]) + (image_shape[-1] * config.pack,)
   if config.architecture == "mlp":
     bias = None
     if pixel_means is not None:
@@ -425,7 +427,7 @@ def _build_networks(config, image_shape, pixel_means, num_classes):
         config.g_output, config.g_init_scale, bias, seed=seed,
         condition_dim=g_cond)
     discriminator = mlp_discriminator(
-        image_shape, config.d_hidden, config.d_pieces, config.d_input_dropout,
+        d_shape, config.d_hidden, config.d_pieces, config.d_input_dropout,
         config.d_hidden_dropout, config.d_init_scale, seed=seed + 100,
         condition_dim=d_cond)
   else:
@@ -433,6 +435,6 @@ def _build_networks(config, image_shape, pixel_means, num_classes):
         config.latent_dim, image_shape, config.conv_filters, config.g_output,
         config.g_init_scale, seed=seed, condition_dim=g_cond)
     discriminator = conv_discriminator(
-        image_shape, config.conv_filters, config.d_hidden_dropout,
+        d_shape, config.conv_filters, config.d_hidden_dropout,
         config.d_init_scale, seed=seed + 100, condition_dim=d_cond)
   return generator, discriminator

@@ -44,6 +44,12 @@ def discriminator_features(discriminator: keras.Model, images: np.ndarray,
   if len(discriminator.inputs) != 1:
     raise ValueError("a conditional discriminator is not accepted: expected "
                      "the D of an unconditional run, which sees images alone.")
+  expected = tuple(discriminator.inputs[0].shape[1:])
+  if tuple(np.shape(images)[1:]) != expected:
+    raise ValueError(
+        f"images of shape {tuple(np.shape(images)[1:])} for a discriminator "
+        f"that takes {expected}: expected D of an unpacked run (pack=1), "
+        f"which judges one image at a time.")
   outputs = [keras.layers.Flatten(name=f"features_{i}")(l.output)
              for i, l in enumerate(hidden_layers(discriminator))]
   extractor = keras.Model(discriminator.inputs, outputs)

@@ -84,6 +84,8 @@ def build_model(config: Config, image_shape: Sequence[int],
                 update=config.update, k=config.k, g_loss=config.g_loss,
                 label_smoothing=config.label_smoothing, seed=config.seed,
                 ema_decay=config.ema_decay)
+  if config.pack > 1:
+    kwargs["pack"] = config.pack
   if config.conditional:
     model = ConditionalGAN(generator, discriminator, num_classes=num_classes,
                            **kwargs)

@@ -24,6 +24,14 @@ BAD = [
     (dict(precision="float16"), "precision='float16'.*'mixed_float16'"),
     (dict(ema_decay=1.0), r"ema_decay=1.0.*\[0, 1\)"),
     (dict(mask_kinds="half,corner"), "mask_kinds='half,corner'.*pixels"),
+    (dict(pack=0), r"pack=0.*integer >= 1"),
+    (dict(pack=3), "pack=3 is not accepted with batch_size=100: expected a "
+     "pack size that divides"),
+    (dict(pack=2, update="alternating", k=4, batch_size=100),
+     "pack=2 is not accepted with batch_size=100 and k=4"),
+    (dict(pack=2, conditional=True), "pack=2 is not accepted with "
+     "conditional=True"),
+    (dict(pack=2, masked=True), "pack=2 is not accepted with masked=True"),
 ]
 
 

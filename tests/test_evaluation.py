@@ -58,3 +58,22 @@ def test_bad_input_is_named():
   with pytest.raises(ValueError, match="sigmas="):
     evaluation.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 3)),
                                       [0.0])
+
+
+def test_per_label_scores_split_the_mean_and_find_the_missing_mode():
+  rng = np.random.default_rng(2)
+  centres = rng.uniform(size=(3, 16))
+  labels = rng.integers(0, 3, 600)
+  test = centres[labels] + rng.normal(0, 0.2, (600, 16))
+  val = centres[rng.integers(0, 3, 200)] + rng.normal(0, 0.2, (200, 16))
+  # The samples cover modes 0 and 1 only.
+  drop = rng.integers(0, 2, 2000)
+  samples = centres[drop] + rng.normal(0, 0.2, (2000, 16))
+  result = evaluation.parzen_estimate(samples, val, test, test_labels=labels)
+  assert sorted(result.by_class) == [0, 1, 2]
+  counts = np.bincount(labels)
+  weighted = sum(counts[c] * result.by_class[c] for c in range(3)) / 600
+  assert weighted == pytest.approx(result.mean)
+  assert result.by_class[2] < min(result.by_class[0], result.by_class[1])
+  with pytest.raises(ValueError, match="599 test labels for 600 test points"):
+    evaluation.parzen_estimate(samples, val, test, test_labels=labels[:-1])

@@ -277,3 +277,54 @@ def test_bad_weight_average_decay_is_named(decay):
   with pytest.raises(ValueError, match=f"ema_decay={decay}"):
     model = make_gan()
     gan_lib.GAN(model.generator, model.discriminator, ema_decay=decay)
+
+
+def test_pack_images_stacks_consecutive_images_on_channels():
+  x = tf.reshape(tf.range(6 * 2 * 2 * 2, dtype=tf.float32), [6, 2, 2, 2])
+  packed = gan_lib.pack_images(x, 3).numpy()
+  assert packed.shape == (2, 2, 2, 6)
+  for group in range(2):
+    for member in range(3):
+      np.testing.assert_array_equal(
+          packed[group, :, :, 2 * member:2 * member + 2],
+          x.numpy()[3 * group + member])
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_packed_discriminator_judges_groups_of_one_source(update):
+  gan = make_gan(pack=2, update=update, jit_compile=True)
+  assert gan.discriminator.inputs[0].shape[1:] == (28, 28, 2)
+  x = images(8)
+  logits = gan._logits(x, None, training=False).numpy()
+  np.testing.assert_allclose(
+      logits, gan.discriminator(gan_lib.pack_images(x, 2)).numpy())
+  assert logits.shape == (4, 1)
+  # Moving an image into another pack changes both packs' logits: D judges
+  # pairs, not single images.
+  swapped = x[[0, 2, 1, 3, 4, 5, 6, 7]]
+  assert not np.allclose(
+      logits[:2], gan._logits(swapped, None, training=False).numpy()[:2])
+  before = weights(gan)
+  _fit(gan)
+  after = weights(gan)
+  assert all(np.isfinite(w).all() for w in after)
+  assert any(changed(before, after))
+  assert gan.get_config()["pack"] == 2
+
+
+def test_packed_model_round_trips_and_semisup_refuses_it(tmp_path):
+  from adversarial import semisupervised
+  gan = make_gan(pack=2)
+  _fit(gan)
+  path = str(tmp_path / "gan.keras")
+  gan.save(path)
+  loaded = keras.models.load_model(path)
+  assert loaded.pack == 2
+  x = images(8)
+  np.testing.assert_allclose(
+      gan._logits(x, None, training=False).numpy(),
+      loaded._logits(x, None, training=False).numpy(), rtol=1e-6)
+  with pytest.raises(ValueError, match=r"expected D of an unpacked run"):
+    semisupervised.discriminator_features(gan.discriminator, x)
+  with pytest.raises(ValueError, match="pack=0 is not accepted"):
+    gan_lib.GAN(gan.generator, gan.discriminator, pack=0)

@@ -215,6 +215,12 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   assert np.isfinite(q["frechet_distance"]) and len(q["class_histogram"]) == 10
   assert sum(q["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
   assert "digits present" in ev.stdout
+  ref = result["reference"]
+  assert ref["num_samples"] == 2000 and np.isfinite(ref["mean"])
+  assert sorted(result["by_class"]) == sorted(ref["by_class"]) == [
+      str(c) for c in range(10)]
+  assert "training images as the samples (reference)" in ev.stdout
+  assert "test label" in ev.stdout
 
 
 def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
