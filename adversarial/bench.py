@@ -15,7 +15,8 @@ the speed-up over that baseline, and the arithmetic rate reached (from the
 networks' FLOP count) against a float32 matmul peak measured in the same run.
 
 Machines are shared and noisy: every figure here is the median of several
-repeats, and each comparison is between figures of one run.
+repeats, and each comparison is between figures of one run. Step times are
+steady-state times (first to last step of a `fit` call; `_StepClock`).
 """
 
 from __future__ import annotations
@@ -143,20 +144,43 @@ def matmul_peak(n: int = 1536, repeats: int = 5) -> float:
   return 8 * 2 * n**3 / statistics.median(times)
 
 
+class _StepClock(keras.callbacks.Callback):
+  """The time at the end of every training step of one `fit` call."""
+
+  def on_train_begin(self, logs=None):
+    self.ends = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.ends.append(time.perf_counter())
+
+  def seconds_per_step(self) -> float:
+    """Steady-state seconds per step: from the end of the first step to the
+    end of the last, so neither the set-up of `fit` nor its tear-down
+    counts. The tear-down can wait up to seconds for tf.data's autotuning
+    thread to wake (its sleeps double from 10 ms: 2.55 s after the iterator
+    was made is a common end), which would swamp a short call and means
+    nothing for a long run."""
+    return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+
+
 def _time_interleaved(models: dict, batches: np.ndarray, steps: int,
                       repeats: int) -> dict:
-  """Median seconds per step of `fit` for each model, timed in round-robin
-  rounds so that a slow spell of a shared machine falls on every variant
-  alike."""
+  """Median steady-state seconds per step of `fit` for each model, timed in
+  round-robin rounds so that a slow spell of a shared machine falls on every
+  variant alike."""
+  if steps < 2:
+    raise ValueError(f"steps={steps} is not accepted: expected at least 2 "
+                     f"timed steps per round.")
   ds = tf.data.Dataset.from_tensor_slices(batches).repeat()
   for model in models.values():
     model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace, compile
   times = {name: [] for name in models}
+  clock = _StepClock()
   for _ in range(repeats):
     for name, model in models.items():
-      start = time.perf_counter()
-      model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-      times[name].append((time.perf_counter() - start) / steps)
+      model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
+                callbacks=[clock])
+      times[name].append(clock.seconds_per_step())
   return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -40,3 +40,21 @@ def test_baseline_trains_both_nets():
             batch_size=8, epochs=1, verbose=0)
   after = [np.array(w) for w in model.weights]
   assert all(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_step_clock_times_steady_steps_only(monkeypatch):
+  ticks = iter([10.0, 10.5, 11.0, 11.5, 12.0])
+  monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
+  clock = bench._StepClock()
+  clock.on_train_begin()
+  for step in range(5):
+    clock.on_train_batch_end(step)
+  # Four intervals of 0.5 s between five step ends; what came before the
+  # first end or comes after the last is not counted.
+  assert clock.seconds_per_step() == 0.5
+
+
+def test_interleaved_timing_needs_two_steps():
+  import pytest
+  with pytest.raises(ValueError, match="steps=1 is not accepted"):
+    bench._time_interleaved({}, np.zeros((1, 2, 28, 28, 1), np.float32), 1, 1)
