@@ -88,15 +88,15 @@ class Config:
   k: int = 1
   g_loss: str = "non_saturating"
   label_smoothing: float = 0.0
+  # PacGAN (Lin et al., 2018): D judges `pack` images of one source at once,
+  # stacked along the channel axis, so that a G whose samples lack variety
+  # is easier to tell from the data. 1 is the paper's D.
+  pack: int = 1
   # Section 7 of the paper. conditional: p(x | c), the label c given to both
   # nets. masked: every conditional p(x_S | x_not-S) in one model; G sees the
   # visible pixels, the mask and z and fills in S, D sees the image and the
   # mask; S is drawn for each example from `mask_kinds` (comma-separated
   # MASK_KINDS).
-  # PacGAN (Lin et al., 2018): D judges `pack` images of one source at once,
-  # stacked along the channel axis, so that a G whose samples lack variety
-  # is easier to tell from the data. 1 is the paper's D.
-  pack: int = 1
   conditional: bool = False
   masked: bool = False
   mask_kinds: str = "pixels,block,half,all"

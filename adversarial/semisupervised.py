@@ -48,8 +48,9 @@ def discriminator_features(discriminator: keras.Model, images: np.ndarray,
   if tuple(np.shape(images)[1:]) != expected:
     raise ValueError(
         f"images of shape {tuple(np.shape(images)[1:])} for a discriminator "
-        f"that takes {expected}: expected D of an unpacked run (pack=1), "
-        f"which judges one image at a time.")
+        f"that takes {expected}: expected images of D's input shape. (The D "
+        f"of a packed run, pack > 1, takes several images stacked on the "
+        f"channel axis and has no features of one image.)")
   outputs = [keras.layers.Flatten(name=f"features_{i}")(l.output)
              for i, l in enumerate(hidden_layers(discriminator))]
   extractor = keras.Model(discriminator.inputs, outputs)

@@ -324,7 +324,8 @@ def test_packed_model_round_trips_and_semisup_refuses_it(tmp_path):
   np.testing.assert_allclose(
       gan._logits(x, None, training=False).numpy(),
       loaded._logits(x, None, training=False).numpy(), rtol=1e-6)
-  with pytest.raises(ValueError, match=r"expected D of an unpacked run"):
+  with pytest.raises(ValueError, match=r"images of shape \(28, 28, 1\) for a discriminator that takes "
+                     r"\(28, 28, 2\)"):
     semisupervised.discriminator_features(gan.discriminator, x)
   with pytest.raises(ValueError, match="pack=0 is not accepted"):
     gan_lib.GAN(gan.generator, gan.discriminator, pack=0)
