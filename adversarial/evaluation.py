@@ -280,6 +280,10 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     json.dump(result, f, indent=2)
   os.replace(tmp, path)
   result["path"] = path
+  # The sample grid of the scored epoch; the latest grid when there is none.
+  own = os.path.join(workdir, "samples",
+                     f"epoch-{record.get('epoch') or 0:04d}.png")
   grids = sorted(glob.glob(os.path.join(workdir, "samples", "epoch-*.png")))
-  result["samples_png"] = grids[-1] if grids else None
+  result["samples_png"] = (own if os.path.exists(own) else
+                           grids[-1] if grids else None)
   return result

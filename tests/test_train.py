@@ -221,6 +221,9 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
       str(c) for c in range(10)]
   assert "training images as the samples (reference)" in ev.stdout
   assert "test label" in ev.stdout
+  # The grid shown is the one of the scored (best) epoch.
+  own_grid = workdir / "samples" / f"epoch-{best['epoch']:04d}.png"
+  assert f"samples: {own_grid}" in ev.stdout
 
 
 def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
