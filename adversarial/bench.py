@@ -156,10 +156,9 @@ class _StepClock(keras.callbacks.Callback):
   def seconds_per_step(self) -> float:
     """Steady-state seconds per step: from the end of the first step to the
     end of the last, so neither the set-up of `fit` nor its tear-down
-    counts. The tear-down can wait up to seconds for tf.data's autotuning
-    thread to wake (its sleeps double from 10 ms: 2.55 s after the iterator
-    was made is a common end), which would swamp a short call and means
-    nothing for a long run."""
+    counts. The tear-down can wait seconds for tf.data's autotuning thread
+    (a call often ends exactly 2.55 s after its iterator was made), which
+    would swamp a short call and means nothing for a long run."""
     return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
 
 
