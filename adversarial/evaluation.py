@@ -253,17 +253,17 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   # One set of samples serves the Parzen estimate and the quality scores.
   generated = model.generate(num_samples, seed=seed, average=average)
   samples = flatten_unit(generated, config.g_output)
-  result = parzen_estimate(samples, unit(val), unit(test), sigmas,
+  val, test = unit(val), unit(test)
+  result = parzen_estimate(samples, val, test, sigmas,
                            test_labels=labels).to_dict()
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
                 seed=seed, weight_average=model.ema_generator is not None
                 and average is not False)
-  train = None
   if reference or (quality and config.dataset == "mnist"):
     train = data_lib.load_array(config, config.train_split).images
   if reference:
     result["reference"] = parzen_estimate(
-        unit(train[:num_samples]), unit(val), unit(test), sigmas,
+        unit(train[:num_samples]), val, test, sigmas,
         test_labels=labels).to_dict()
   if quality and config.dataset == "mnist":
     classifier = quality_lib.load_or_train_classifier(config)
