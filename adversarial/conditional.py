@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.gan import GAN
+from adversarial.gan import refuse_pack
 
 
 @keras.saving.register_keras_serializable(package="adversarial")
@@ -45,6 +46,7 @@ class ConditionalGAN(GAN):
     if not isinstance(num_classes, int) or num_classes < 2:
       raise ValueError(f"num_classes={num_classes!r} is not accepted: "
                        f"expected an integer >= 2.")
+    refuse_pack(kwargs, "ConditionalGAN")
     super().__init__(generator, discriminator, **kwargs)
     self.num_classes = num_classes
 

@@ -86,6 +86,17 @@ def pack_images(images, pack: int) -> tf.Tensor:
   return tf.reshape(x, [-1, height, width, pack * channels])
 
 
+def refuse_pack(kwargs, model: str) -> None:
+  """Raises for `pack` > 1 in `kwargs`: `model` gives D a second input (the
+  condition), which packing does not cover."""
+  pack = kwargs.get("pack", 1)
+  if pack != 1:
+    raise ValueError(
+        f"pack={pack!r} is not accepted by {model}: its discriminator also "
+        f"takes a condition per image, which packing does not cover; "
+        f"expected pack=1.")
+
+
 def _per_replica(loss):
   """A replica's share of a loss: the optimisers sum the replicas'
   gradients, so each replica's mean loss is divided by their number, and the

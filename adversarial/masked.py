@@ -33,6 +33,7 @@ from adversarial import quality
 from adversarial import rng
 from adversarial.config import MASK_KINDS
 from adversarial.gan import GAN
+from adversarial.gan import refuse_pack
 
 # The masks of the completion demo and its measurement.
 DEMO_MASKS = ("bottom_half", "right_half", "block")
@@ -150,6 +151,7 @@ class MaskedGAN(GAN):
 
   def __init__(self, generator, discriminator,
                mask_kinds: Sequence[str] = MASK_KINDS, **kwargs):
+    refuse_pack(kwargs, "MaskedGAN")
     super().__init__(generator, discriminator, **kwargs)
     self.mask_kinds = parse_kinds(mask_kinds)
     self.image_shape = tuple(int(d) for d in generator.output_shape[1:])

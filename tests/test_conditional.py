@@ -38,6 +38,17 @@ def test_labels_reach_both_nets():
       model.generate(4, seed=0, labels=[3] * 4), as_three, atol=1e-6)
 
 
+def test_packing_is_refused_when_built_by_hand():
+  # Config refuses pack > 1 with conditional=True; a model built directly
+  # must refuse it too rather than train an unpacked D.
+  model = make()
+  with pytest.raises(ValueError, match="pack=2 is not accepted by "
+                     "ConditionalGAN.*expected pack=1"):
+    ConditionalGAN(model.generator, model.discriminator, pack=2)
+  assert ConditionalGAN(model.generator, model.discriminator,
+                        pack=1).pack == 1
+
+
 @pytest.mark.parametrize("update,k", [("simultaneous", 1), ("alternating", 2)])
 def test_train_step_uses_the_batch_labels(update, k):
   model = make(update=update, k=k)

@@ -75,6 +75,13 @@ def test_completion_keeps_the_visible_pixels_and_fills_the_rest():
     model.complete(x, m[:3], seed=0)
 
 
+def test_packing_is_refused_when_built_by_hand():
+  model = make()
+  with pytest.raises(ValueError, match="pack=3 is not accepted by "
+                     "MaskedGAN.*expected pack=1"):
+    MaskedGAN(model.generator, model.discriminator, pack=3)
+
+
 def test_both_nets_see_the_mask():
   model = make()
   x = tf.constant(images(4))
