@@ -109,6 +109,14 @@ class Config:
   learning_rate: float = 0.1
   lr_decay: float = 1.000004
   min_learning_rate: float = 1e-6
+  # Annealing: after `anneal_epoch` epochs (0: never) the learning rate is
+  # divided by `anneal_decay` after every update instead of by `lr_decay`.
+  # The recipe's slow decay reaches small rates only after thousands of
+  # epochs; this takes a run there sooner. A run may be resumed with an
+  # anneal_epoch at or after the epochs it has done (the run so far is then
+  # the new configuration's).
+  anneal_epoch: int = 0
+  anneal_decay: float = 1.0
   momentum: float = 0.5
   final_momentum: float = 0.7
   momentum_start_epoch: int = 1
@@ -190,6 +198,16 @@ class Config:
           f"lr_decay={self.lr_decay!r} is not accepted: expected a factor "
           f">= 1 (the learning rate is divided by it after every update; 1 "
           f"keeps it constant).")
+    if (not isinstance(self.anneal_epoch, int) or
+        isinstance(self.anneal_epoch, bool) or self.anneal_epoch < 0):
+      raise ConfigError(
+          f"anneal_epoch={self.anneal_epoch!r} is not accepted: expected an "
+          f"integer >= 0 (0: never anneal).")
+    if not (math.isfinite(self.anneal_decay) and self.anneal_decay >= 1.0):
+      raise ConfigError(
+          f"anneal_decay={self.anneal_decay!r} is not accepted: expected a "
+          f"factor >= 1 (the learning rate is divided by it after every "
+          f"update from anneal_epoch on).")
     if not 0.0 <= self.min_learning_rate <= self.learning_rate:
       raise ConfigError(
           f"min_learning_rate={self.min_learning_rate!r} is not accepted: "

@@ -55,7 +55,10 @@ def check_workdir(config: Config, workdir: str) -> None:
   """Raises `ConfigError` if `workdir` holds a run of another configuration.
 
   Fields that may change between the calls of one run (`epochs`, the TFDS
-  directories) are not compared.
+  directories) are not compared. The annealing (`anneal_epoch`,
+  `anneal_decay`) may change while neither the saved nor the requested
+  schedule has started annealing by the epochs done: the run so far is then
+  the requested configuration's run.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
@@ -63,6 +66,19 @@ def check_workdir(config: Config, workdir: str) -> None:
   with open(path) as f:
     saved = Config.from_json(f.read())
   diff = saved.differences(config)
+  if diff and set(diff) <= {"anneal_epoch", "anneal_decay"}:
+    state = callbacks_lib.read_state(os.path.join(workdir, "checkpoints"))
+    done = int(state["epoch"]) if state else 0
+    started = [c.anneal_epoch for c in (saved, config)
+               if 0 < c.anneal_epoch < done]
+    if not started:
+      return
+    raise ConfigError(
+        f"anneal_epoch={config.anneal_epoch!r} (saved: {saved.anneal_epoch!r})"
+        f" is not accepted for workdir={workdir!r}: it has done {done} epochs,"
+        f" and a schedule that anneals before that would not be the one it "
+        f"trained under; expected anneal_epoch=0 or >= {done}, with the saved "
+        f"anneal_epoch, if any, also >= {done}.")
   if diff:
     lines = ", ".join(f"{k}: saved {a!r}, requested {b!r}"
                       for k, (a, b) in sorted(diff.items()))

@@ -17,6 +17,21 @@ def test_learning_rate_schedule_is_the_papers():
   assert float(s(10**8)) == pytest.approx(1e-6)  # the floor
 
 
+def test_annealing_divides_by_its_own_factor_after_its_step():
+  plain = optim.InverseExponentialDecay(0.1, 1.000004, 1e-6)
+  s = optim.InverseExponentialDecay(0.1, 1.000004, 1e-6, anneal_step=300_000,
+                                    anneal_factor=1.0001)
+  for t in (0, 1000, 300_000):
+    assert float(s(t)) == pytest.approx(float(plain(t)), rel=1e-6)
+  at = 0.1 / 1.000004**300_000
+  np.testing.assert_allclose(float(s(300_001)), at / 1.0001, rtol=1e-5)
+  np.testing.assert_allclose(float(s(340_000)), at / 1.0001**40_000,
+                             rtol=1e-4)
+  assert float(s(10**7)) == pytest.approx(1e-6)  # the floor still holds
+  again = optim.InverseExponentialDecay.from_config(s.get_config())
+  assert float(again(340_000)) == float(s(340_000))
+
+
 def test_momentum_rises_linearly_from_epoch_1_to_250():
   m = optim.LinearMomentum(0.5, 0.7, 1, 250, updates_per_epoch=500)
   assert float(m(0)) == pytest.approx(0.5)           # epoch 0

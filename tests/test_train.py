@@ -146,6 +146,33 @@ def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
   assert callbacks_lib.read_state(str(tmp_path / "checkpoints"))["epoch"] == 1
 
 
+def test_annealing_added_to_a_run_at_its_epoch_is_the_annealed_run(tmp_path):
+  # A run resumed with anneal_epoch set where it stands trains exactly as a
+  # run with that schedule from the start.
+  annealed = small_config(epochs=3, anneal_epoch=1, anneal_decay=1.5)
+  whole = run(annealed, tmp_path / "whole")
+  run(small_config(epochs=1), tmp_path / "part")
+  resumed = run(annealed, tmp_path / "part")
+  assert resumed.initial_epoch == 1
+  for a, b in zip(weights(whole.model), weights(resumed.model)):
+    np.testing.assert_array_equal(a, b)
+  saved = json.loads((tmp_path / "part" / "config.json").read_text())
+  assert (saved["anneal_epoch"], saved["anneal_decay"]) == (1, 1.5)
+  # Without annealing the same three epochs end elsewhere.
+  plain = run(small_config(epochs=3), tmp_path / "plain")
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(weights(whole.model), weights(plain.model)))
+  # An annealing that would have started before the epochs done is refused,
+  # and so is dropping one that has started.
+  with pytest.raises(ConfigError, match=r"anneal_epoch=2 \(saved: 0\) is not "
+                     r"accepted .*done 3 epochs.*expected anneal_epoch=0 or "
+                     r">= 3"):
+    run(small_config(epochs=4, anneal_epoch=2, anneal_decay=1.5),
+        tmp_path / "plain")
+  with pytest.raises(ConfigError, match=r"anneal_epoch=0 \(saved: 1\)"):
+    run(small_config(epochs=4), tmp_path / "whole")
+
+
 def test_bad_input_fails_before_any_work(tmp_path):
   with pytest.raises(ConfigError, match="batch_size=0"):
     run(small_config(batch_size=0), tmp_path / "w")
