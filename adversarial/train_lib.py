@@ -74,8 +74,9 @@ def check_workdir(config: Config, workdir: str) -> None:
     if not started:
       return
     raise ConfigError(
-        f"anneal_epoch={config.anneal_epoch!r} (saved: {saved.anneal_epoch!r})"
-        f" is not accepted for workdir={workdir!r}: it has done {done} epochs,"
+        f"anneal_epoch={config.anneal_epoch!r}, anneal_decay="
+        f"{config.anneal_decay!r} (saved: {saved.anneal_epoch!r}, "
+        f"{saved.anneal_decay!r}) is not accepted for workdir={workdir!r}: it has done {done} epochs,"
         f" and a schedule that anneals before that would not be the one it "
         f"trained under; expected anneal_epoch=0 or >= {done}, with the saved "
         f"anneal_epoch, if any, also >= {done}.")

@@ -164,12 +164,13 @@ def test_annealing_added_to_a_run_at_its_epoch_is_the_annealed_run(tmp_path):
              zip(weights(whole.model), weights(plain.model)))
   # An annealing that would have started before the epochs done is refused,
   # and so is dropping one that has started.
-  with pytest.raises(ConfigError, match=r"anneal_epoch=2 \(saved: 0\) is not "
-                     r"accepted .*done 3 epochs.*expected anneal_epoch=0 or "
-                     r">= 3"):
+  with pytest.raises(ConfigError, match=r"anneal_epoch=2, anneal_decay=1.5 "
+                     r"\(saved: 0, 1.0\) is not accepted .*done 3 epochs"
+                     r".*expected anneal_epoch=0 or >= 3"):
     run(small_config(epochs=4, anneal_epoch=2, anneal_decay=1.5),
         tmp_path / "plain")
-  with pytest.raises(ConfigError, match=r"anneal_epoch=0 \(saved: 1\)"):
+  with pytest.raises(ConfigError, match=r"anneal_epoch=0, anneal_decay=1.0 "
+                     r"\(saved: 1, 1.5\)"):
     run(small_config(epochs=4), tmp_path / "whole")
 
 
