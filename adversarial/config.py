@@ -193,21 +193,20 @@ class Config:
       if not (math.isfinite(value) and value > 0):
         raise ConfigError(
             f"{name}={value!r} is not accepted: expected a positive number.")
-    if not (math.isfinite(self.lr_decay) and self.lr_decay >= 1.0):
-      raise ConfigError(
-          f"lr_decay={self.lr_decay!r} is not accepted: expected a factor "
-          f">= 1 (the learning rate is divided by it after every update; 1 "
-          f"keeps it constant).")
+    for name, when in (("lr_decay", "after every update; 1 keeps it "
+                        "constant"),
+                       ("anneal_decay", "after every update from "
+                        "anneal_epoch on")):
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value >= 1.0):
+        raise ConfigError(
+            f"{name}={value!r} is not accepted: expected a factor >= 1 (the "
+            f"learning rate is divided by it {when}).")
     if (not isinstance(self.anneal_epoch, int) or
         isinstance(self.anneal_epoch, bool) or self.anneal_epoch < 0):
       raise ConfigError(
           f"anneal_epoch={self.anneal_epoch!r} is not accepted: expected an "
           f"integer >= 0 (0: never anneal).")
-    if not (math.isfinite(self.anneal_decay) and self.anneal_decay >= 1.0):
-      raise ConfigError(
-          f"anneal_decay={self.anneal_decay!r} is not accepted: expected a "
-          f"factor >= 1 (the learning rate is divided by it after every "
-          f"update from anneal_epoch on).")
     if not 0.0 <= self.min_learning_rate <= self.learning_rate:
       raise ConfigError(
           f"min_learning_rate={self.min_learning_rate!r} is not accepted: "
