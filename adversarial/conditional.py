@@ -24,7 +24,6 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.gan import GAN
-from adversarial.gan import refuse_pack
 
 
 @keras.saving.register_keras_serializable(package="adversarial")
@@ -38,15 +37,16 @@ class ConditionalGAN(GAN):
     generator: [z, one-hot label] -> images.
     discriminator: [images, one-hot label] -> logits.
     num_classes: number of labels.
-    **kwargs: `GAN`'s arguments.
+    **kwargs: `GAN`'s arguments (`pack` must stay 1).
   """
+
+  packs_images = False
 
   def __init__(self, generator, discriminator, num_classes: int = 10,
                **kwargs):
     if not isinstance(num_classes, int) or num_classes < 2:
       raise ValueError(f"num_classes={num_classes!r} is not accepted: "
                        f"expected an integer >= 2.")
-    refuse_pack(kwargs, "ConditionalGAN")
     super().__init__(generator, discriminator, **kwargs)
     self.num_classes = num_classes
 

@@ -86,17 +86,6 @@ def pack_images(images, pack: int) -> tf.Tensor:
   return tf.reshape(x, [-1, height, width, pack * channels])
 
 
-def refuse_pack(kwargs, model: str) -> None:
-  """Raises for `pack` > 1 in `kwargs`: `model` gives D a second input (the
-  condition), which packing does not cover."""
-  pack = kwargs.get("pack", 1)
-  if pack != 1:
-    raise ValueError(
-        f"pack={pack!r} is not accepted by {model}: its discriminator also "
-        f"takes a condition per image, which packing does not cover; "
-        f"expected pack=1.")
-
-
 def _per_replica(loss):
   """A replica's share of a loss: the optimisers sum the replicas'
   gradients, so each replica's mean loss is divided by their number, and the
@@ -134,6 +123,10 @@ class GAN(keras.Model):
       (`pack_images`). 1 is the paper's D.
   """
 
+  # Whether D may judge packs of images (`pack` > 1). Subclasses whose D
+  # also takes a condition per image set it to False.
+  packs_images = True
+
   def __init__(self, generator: keras.Model, discriminator: keras.Model,
                latent_dim: Optional[int] = None, prior: str = "uniform",
                update: str = "simultaneous", k: int = 1,
@@ -145,6 +138,11 @@ class GAN(keras.Model):
     if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
       raise ValueError(f"pack={pack!r} is not accepted: expected an integer "
                        f">= 1 (images D judges at once).")
+    if pack != 1 and not self.packs_images:
+      raise ValueError(
+          f"pack={pack!r} is not accepted by {type(self).__name__}: its "
+          f"discriminator also takes a condition per image, which packing "
+          f"does not cover; expected pack=1.")
     if not 0.0 <= ema_decay < 1.0:
       raise ValueError(f"ema_decay={ema_decay!r} is not accepted: expected a "
                        f"decay in [0, 1) (0 keeps no average).")

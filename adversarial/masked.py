@@ -33,7 +33,6 @@ from adversarial import quality
 from adversarial import rng
 from adversarial.config import MASK_KINDS
 from adversarial.gan import GAN
-from adversarial.gan import refuse_pack
 
 # The masks of the completion demo and its measurement.
 DEMO_MASKS = ("bottom_half", "right_half", "block")
@@ -146,12 +145,14 @@ class MaskedGAN(GAN):
     generator: [z, concat(flat visible pixels, flat mask)] -> images.
     discriminator: [images, flat mask] -> logits.
     mask_kinds: the kinds of training masks (see the module doc).
-    **kwargs: `GAN`'s arguments; `seed` also seeds the mask stream.
+    **kwargs: `GAN`'s arguments; `seed` also seeds the mask stream; `pack`
+      must stay 1.
   """
+
+  packs_images = False
 
   def __init__(self, generator, discriminator,
                mask_kinds: Sequence[str] = MASK_KINDS, **kwargs):
-    refuse_pack(kwargs, "MaskedGAN")
     super().__init__(generator, discriminator, **kwargs)
     self.mask_kinds = parse_kinds(mask_kinds)
     self.image_shape = tuple(int(d) for d in generator.output_shape[1:])

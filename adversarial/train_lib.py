@@ -69,17 +69,15 @@ def check_workdir(config: Config, workdir: str) -> None:
   if diff and set(diff) <= {"anneal_epoch", "anneal_decay"}:
     state = callbacks_lib.read_state(os.path.join(workdir, "checkpoints"))
     done = int(state["epoch"]) if state else 0
-    started = [c.anneal_epoch for c in (saved, config)
-               if 0 < c.anneal_epoch < done]
-    if not started:
+    if not any(0 < c.anneal_epoch < done for c in (saved, config)):
       return
     raise ConfigError(
         f"anneal_epoch={config.anneal_epoch!r}, anneal_decay="
         f"{config.anneal_decay!r} (saved: {saved.anneal_epoch!r}, "
-        f"{saved.anneal_decay!r}) is not accepted for workdir={workdir!r}: it has done {done} epochs,"
-        f" and a schedule that anneals before that would not be the one it "
-        f"trained under; expected anneal_epoch=0 or >= {done}, with the saved "
-        f"anneal_epoch, if any, also >= {done}.")
+        f"{saved.anneal_decay!r}) is not accepted for workdir={workdir!r}: "
+        f"it has done {done} epochs, and a schedule that anneals before that "
+        f"would not be the one it trained under; expected anneal_epoch=0 or "
+        f">= {done}, with the saved anneal_epoch, if any, also >= {done}.")
   if diff:
     lines = ", ".join(f"{k}: saved {a!r}, requested {b!r}"
                       for k, (a, b) in sorted(diff.items()))
