@@ -174,12 +174,13 @@ def validation_monitor_score(model, validation: np.ndarray,
   return table[sigma], sigma
 
 
-def conditional_accuracy(classifier, images_unit: np.ndarray,
+def conditional_accuracy(predicted: np.ndarray,
                          requested: np.ndarray) -> dict:
-  """How often `classifier` recognises the requested class in samples of a
-  conditional model: {'accuracy', 'per_class': [accuracy of class c]}."""
-  hit = quality_lib.predicted_classes(classifier, images_unit) == np.asarray(
-      requested)
+  """How often a classifier's `predicted` classes of a conditional model's
+  samples are the `requested` ones: {'accuracy', 'per_class': [accuracy of
+  class c]}."""
+  requested = np.asarray(requested)
+  hit = np.asarray(predicted) == requested
   classes = np.unique(requested)
   return {"accuracy": float(hit.mean()),
           "per_class": [float(hit[requested == c].mean()) for c in classes]}
@@ -268,12 +269,13 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   if quality and config.dataset == "mnist":
     classifier = quality_lib.load_or_train_classifier(config)
     images = data_lib.to_unit_range(generated, config.g_output)
-    result["quality"] = quality_lib.sample_quality(
-        classifier, images, train, test_data.images,
-        test_data.labels).to_dict()
+    scores = quality_lib.sample_quality(
+        classifier, images, train, test_data.images, test_data.labels)
+    result["quality"] = scores.to_dict()
     if config.conditional:
+      predicted = scores.sample_classes
       result["conditional"] = conditional_accuracy(
-          classifier, images, model.default_labels(num_samples))
+          predicted, model.default_labels(num_samples)[:len(predicted)])
   path = os.path.join(workdir, "evaluation.json")
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:

@@ -155,6 +155,8 @@ class QualityResult:
     nn_sample_median: median distance of a sample to its nearest training
       image.
     nn_test_median: the same for test images.
+    sample_classes: the classifier's class for each scored sample, int [N]
+      (kept out of `to_dict`).
   """
   frechet_distance: float
   frechet_distance_real: float
@@ -163,9 +165,11 @@ class QualityResult:
   classifier_test_accuracy: float
   nn_sample_median: float
   nn_test_median: float
+  sample_classes: np.ndarray = dataclasses.field(default=None, repr=False)
 
   def to_dict(self):
-    return dataclasses.asdict(self)
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.name != "sample_classes"}
 
 
 def sample_quality(classifier: keras.Model, samples: np.ndarray,
@@ -195,4 +199,5 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
       classes_present=int((hist >= 0.01).sum()),
       classifier_test_accuracy=accuracy,
       nn_sample_median=float(np.median(d_samples)),
-      nn_test_median=float(np.median(d_test)))
+      nn_test_median=float(np.median(d_test)),
+      sample_classes=predicted)

@@ -101,18 +101,9 @@ def test_conditional_run_trains_checkpoints_and_exports_with_labels(tmp_path):
 
 
 def test_conditional_accuracy_counts_the_requested_class():
-
-  class Fixed:
-    """A classifier that answers class 1 for everything."""
-
-    def predict(self, images, batch_size=None, verbose=0):
-      logits = np.zeros((len(images), 10), np.float32)
-      logits[:, 1] = 1.0
-      return logits
-
   requested = np.repeat(np.arange(10), 5)
-  result = evaluation.conditional_accuracy(Fixed(), np.zeros((50, 28, 28, 1)),
-                                           requested)
+  # A classifier that answered class 1 for every sample.
+  result = evaluation.conditional_accuracy(np.ones(50, np.int64), requested)
   assert result["accuracy"] == pytest.approx(0.1)
   assert result["per_class"][1] == 1.0 and result["per_class"][0] == 0.0
 

@@ -47,6 +47,9 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   assert max(real.class_histogram) < 0.15
   assert real.frechet_distance < 2 * real.frechet_distance_real
   assert 0.8 < real.nn_sample_median / real.nn_test_median < 1.25
+  # The samples' classes, kept for a conditional model's accuracy.
+  assert (real.sample_classes == test.labels[5000:]).mean() > 0.97
+  assert "sample_classes" not in real.to_dict()
 
   noise = np.random.default_rng(0).uniform(size=(5000, 28, 28, 1))
   bad = quality.sample_quality(classifier, noise.astype(np.float32),
