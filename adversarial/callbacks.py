@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import os
+import re
 from typing import Optional
 
 import keras
@@ -61,6 +62,13 @@ def _save_weights_atomic(model, path: str) -> None:
 
 def weights_path(checkpoint_dir: str, epoch: int) -> str:
   return os.path.join(checkpoint_dir, f"epoch-{epoch:04d}.weights.h5")
+
+
+def epoch_of(path: str) -> Optional[int]:
+  """The epoch in a checkpoint's name as `weights_path` writes it
+  (`epoch-0107.weights.h5`: 107); None for any other name."""
+  match = re.fullmatch(r"epoch-(\d+)\.weights\.h5", os.path.basename(path))
+  return int(match.group(1)) if match else None
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -58,11 +58,18 @@ def main(argv):
   print(f"Parzen-window log-likelihood: {result['mean']:.1f} +/- "
         f"{result['stderr']:.1f} nats (sigma {result['sigma']:.4f}, "
         f"{result['num_samples']} samples, {result['num_test']} test images,"
-        f" checkpoint epoch {result['epoch']}, {result['seconds']:.1f} s)")
+        f" checkpoint {_checkpoint_name(result)}, {result['seconds']:.1f} s)")
   ref = result.get("reference")
   if ref:
     print(f"training images as the samples (reference): {ref['mean']:.1f} "
           f"+/- {ref['stderr']:.1f} nats (sigma {ref['sigma']:.4f})")
+  if result.get("above_reference"):
+    print(f"note: the samples score {result['above_reference']:.1f} nats "
+          f"above real training images. The Parzen estimate rewards samples "
+          f"that sit nearer the test images than real digits do (smoothed, "
+          f"prototypical strokes), so this says how the score is won, not "
+          f"that the samples are better: judge them by the sample-quality "
+          f"scores (Frechet distance).")
   if ref and result.get("by_class"):
     print(format_by_class(result["by_class"], ref["by_class"]))
   q = result.get("quality")
@@ -81,6 +88,13 @@ def main(argv):
   print(f"written to {result['path']}")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")
+
+
+def _checkpoint_name(result: dict) -> str:
+  """'epoch N', or the weights file's path when its epoch is not known."""
+  if result.get("epoch") is not None:
+    return f"epoch {result['epoch']}"
+  return result["checkpoint"]
 
 
 def format_by_class(samples: dict, reference: dict) -> str:

@@ -117,6 +117,12 @@ class GAN(keras.Model):
       of G's weights, `ema_generator`, updated after every generator step
       with this decay (0.999 averages over about 1,000 steps). Sampling,
       evaluation and export use it (`sampler`); training never reads it.
+    ema_warmup: when True, the decay after G's t-th update is
+      min(ema_decay, (1 + t) / (10 + t)), as in
+      `tf.train.ExponentialMovingAverage` with `num_updates`: the average
+      spans about the last tenth of the updates until that reaches
+      1 / (1 - ema_decay), instead of keeping G's initial weights in it for
+      the first few multiples of that many updates.
     pack: images D judges at once (PacGAN, Lin et al. 2018): D's input has
       `pack` times the images' channels, and each minibatch of real or of
       generated images reaches it as groups of `pack` consecutive images
@@ -132,7 +138,7 @@ class GAN(keras.Model):
                update: str = "simultaneous", k: int = 1,
                g_loss: str = "non_saturating", label_smoothing: float = 0.0,
                seed: int = 0, ema_decay: float = 0.0, pack: int = 1,
-               **kwargs):
+               ema_warmup: bool = False, **kwargs):
     super().__init__(**kwargs)
     check_prior(prior)
     if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
@@ -173,6 +179,7 @@ class GAN(keras.Model):
     self.seed = int(seed)
     self.noise_seed = keras.random.SeedGenerator(seed, name="noise_seed")
     self.ema_decay = float(ema_decay)
+    self.ema_warmup = bool(ema_warmup)
     self.pack = pack
     self.ema_generator = None
     if self.ema_decay > 0:
@@ -250,7 +257,8 @@ class GAN(keras.Model):
         latent_dim=self.latent_dim, prior=self.prior, update=self.update,
         k=self.k, g_loss=self.g_loss_name,
         label_smoothing=self.label_smoothing, seed=self.seed,
-        ema_decay=self.ema_decay, pack=self.pack)
+        ema_decay=self.ema_decay, pack=self.pack,
+        ema_warmup=self.ema_warmup)
 
   @classmethod
   def from_config(cls, config):
@@ -493,9 +501,13 @@ class GAN(keras.Model):
                        self.g_loss_fn(fake_logits), real_logits, fake_logits)
 
   def _update_average(self):
-    """ema <- decay * ema + (1 - decay) * G, for every weight of G."""
+    """ema <- decay * ema + (1 - decay) * G, for every weight of G; called
+    after G's update, so the optimiser's count includes it."""
     if self.ema_generator is None:
       return
     decay = self.ema_decay
+    if self.ema_warmup:
+      t = tf.cast(self.g_optimizer.iterations, tf.float32)
+      decay = tf.minimum(decay, (1.0 + t) / (10.0 + t))
     for avg, w in zip(self.ema_generator.weights, self.generator.weights):
       avg.assign(decay * avg + (1.0 - decay) * tf.cast(w, avg.dtype))

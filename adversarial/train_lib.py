@@ -98,7 +98,7 @@ def build_model(config: Config, image_shape: Sequence[int],
   kwargs = dict(latent_dim=config.latent_dim, prior=config.prior,
                 update=config.update, k=config.k, g_loss=config.g_loss,
                 label_smoothing=config.label_smoothing, seed=config.seed,
-                ema_decay=config.ema_decay)
+                ema_decay=config.ema_decay, ema_warmup=config.ema_warmup)
   if config.pack > 1:
     kwargs["pack"] = config.pack
   if config.conditional:
@@ -295,7 +295,8 @@ def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
       where no score was kept), 'last', or the path of a `.weights.h5` file.
 
   Returns:
-    {'weights': path, 'epoch': epoch or None, ...}.
+    {'weights': path, 'epoch': epoch or None, ...}; a path's epoch is read
+    from its name when it is one the run's checkpoints have.
   """
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   if checkpoint in ("best", "last"):
@@ -314,7 +315,7 @@ def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
     raise FileNotFoundError(
         f"checkpoint={checkpoint!r} does not exist: expected 'best', 'last' "
         f"or the path of a .weights.h5 file.")
-  return {"weights": checkpoint, "epoch": None}
+  return {"weights": checkpoint, "epoch": callbacks_lib.epoch_of(checkpoint)}
 
 
 def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:

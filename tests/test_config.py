@@ -60,9 +60,10 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
       100, "simultaneous", 1, "non_saturating", "uniform")
   assert (p.train_split, p.val_split) == ("train[:50000]", "train[50000:]")
   # The weight-average presets train exactly as the recipe does.
-  for name, decay in (("paper_mnist_ema", 0.999),
-                      ("paper_mnist_ema_long", 0.99997)):
-    assert PRESETS[name].differences(p) == {"ema_decay": (decay, 0.0)}
+  assert PRESETS["paper_mnist_ema"].differences(p) == {
+      "ema_decay": (0.999, 0.0)}
+  assert PRESETS["paper_mnist_ema_long"].differences(p) == {
+      "ema_decay": (0.99997, 0.0), "ema_warmup": (True, False)}
 
 
 def test_unknown_preset_and_field():

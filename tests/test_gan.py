@@ -261,6 +261,25 @@ def test_weight_average_follows_g_and_never_feeds_back():
     plain.generate(4, average=True)
 
 
+def test_weight_average_warm_up_follows_the_update_count():
+  """With ema_warmup the decay after G's t-th update is
+  min(ema_decay, (1 + t) / (10 + t)): 2/11 after the first, so the average
+  leaves G's initial weights at once; without it the full decay applies."""
+  plain, warmed = make_gan(ema_decay=0.99), make_gan(ema_decay=0.99,
+                                                  ema_warmup=True)
+  for t in range(1, 4):
+    for model, warmup in ((plain, False), (warmed, True)):
+      before = weights(model.ema_generator)
+      model.train_on_batch(images(seed=t))
+      decay = min(0.99, (1 + t) / (10 + t)) if warmup else 0.99
+      for avg, old, g in zip(weights(model.ema_generator), before,
+                             weights(model.generator)):
+        np.testing.assert_allclose(avg, decay * old + (1 - decay) * g,
+                                   atol=1e-6)
+  assert warmed.get_config()["ema_warmup"] and not plain.get_config()[
+      "ema_warmup"]
+
+
 def test_weight_average_is_saved_and_restored(tmp_path):
   model = make_gan(ema_decay=0.5)
   model.train_on_batch(images())

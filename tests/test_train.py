@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,6 +191,19 @@ def test_restore_errors_name_what_is_missing(tmp_path):
     train_lib.restore(str(tmp_path), "x.weights.h5")
 
 
+def test_a_checkpoint_named_by_path_keeps_its_epoch(tmp_path):
+  run(small_config(epochs=1), tmp_path)
+  own = callbacks_lib.weights_path(str(tmp_path / "checkpoints"), 1)
+  assert train_lib.resolve_checkpoint(str(tmp_path), own) == {
+      "weights": own, "epoch": 1}
+  copy = tmp_path / "kept.weights.h5"
+  shutil.copy(own, copy)
+  assert train_lib.resolve_checkpoint(str(tmp_path), str(copy))[
+      "epoch"] is None
+  assert callbacks_lib.epoch_of("/a/epoch-0107.weights.h5") == 107
+  assert callbacks_lib.epoch_of("/a/epoch-0107.weights.h5.tmp") is None
+
+
 # The command line ---------------------------------------------------------
 
 TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
@@ -248,6 +262,9 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   assert sorted(result["by_class"]) == sorted(ref["by_class"]) == [
       str(c) for c in range(10)]
   assert "training images as the samples (reference)" in ev.stdout
+  # Two epochs of a tiny net stay far below real images: nothing to flag.
+  assert "above_reference" in result and result["above_reference"] is None
+  assert "above real training images" not in ev.stdout
   assert "test label" in ev.stdout
   # The grid shown is the one of the scored (best) epoch.
   own_grid = workdir / "samples" / f"epoch-{best['epoch']:04d}.png"
