@@ -66,8 +66,8 @@ def main(argv):
   if result.get("above_reference"):
     print(f"note: the samples score {result['above_reference']:.1f} nats "
           f"above real training images. The Parzen estimate rewards samples "
-          f"that sit nearer the test images than real digits do (smoothed, "
-          f"prototypical strokes), so this says how the score is won, not "
+          f"that sit nearer the test images than real digits do (soft, "
+          f"smoothed strokes), so this says how the score is won, not "
           f"that the samples are better: judge them by the sample-quality "
           f"scores (Frechet distance).")
   if ref and result.get("by_class"):

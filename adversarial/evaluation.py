@@ -192,9 +192,10 @@ def above_reference(result: dict) -> Optional[float]:
   estimates' combined standard error; None otherwise or without a reference.
 
   Real images are what the estimator gives the data itself. Samples that
-  beat them sit nearer the test images than real digits do, which
-  smoothed or prototypical strokes achieve in Euclidean distance (Theis et
-  al., 2016): a sign of how the estimate is won, not of better samples.
+  beat them sit nearer the test images than real digits do, which soft,
+  smoothed strokes achieve in Euclidean distance (Theis et al., 2016;
+  smoothed training images beat the unchanged ones by tens of nats): a sign
+  of how the estimate is won, not of better samples.
   """
   ref = result.get("reference")
   if not ref:
