@@ -97,16 +97,19 @@ def test_smoothed_real_digits_beat_the_real_ones_and_are_flagged(mnist_dirs):
   manual, data_dir = mnist_dirs
   config = config_lib.PAPER_MNIST.override(tfds_manual_dir=manual,
                                            tfds_data_dir=data_dir)
-  unit = lambda a: a.images[..., 0].astype(np.float32) / 255.0
-  train = unit(data_lib.load_array(config, config.train_split))[:2000]
-  val = unit(data_lib.load_array(config, config.val_split))[:500]
-  test = unit(data_lib.load_array(config, "test"))[:1000]
-  flat = lambda x: x.reshape(len(x), -1)
+
+  def pixels(split, n):  # [n, 28, 28] in [0, 1]
+    images = data_lib.load_array(config, split).images[:n]
+    return np.asarray(data_lib.to_model_range(images, "sigmoid"))[..., 0]
+
+  train = pixels(config.train_split, 2000)
+  val = evaluation.flatten_unit(pixels(config.val_split, 500))
+  test = evaluation.flatten_unit(pixels("test", 1000))
   sigmas = np.logspace(-1, 0, 10)
 
   def estimate(samples):
-    return evaluation.parzen_estimate(flat(samples), flat(val), flat(test),
-                                      sigmas).to_dict()
+    return evaluation.parzen_estimate(evaluation.flatten_unit(samples), val,
+                                      test, sigmas).to_dict()
 
   real = estimate(train)
   smoothed = dict(estimate(_smooth(train, 0.4)), reference=real)
