@@ -4,15 +4,17 @@ export and the Parzen evaluation, against baselines measured in the same run.
 Usage:
 
   python -m adversarial.bench [--steps=60] [--json] [--models=mlp,conv]
-      [--tfds_manual_dir=DIR]
+      [--precisions=float32,mixed_bfloat16] [--tfds_manual_dir=DIR]
 
 For the paper's MNIST model at batch 100 (and the convolutional pair), it
-times the training step for each update rule with XLA on and off, and a
-baseline: the same networks trained by a plain `train_step` written the way
-the Keras example "GAN overriding `Model.train_step`" writes it (real and
-fake images concatenated into one D batch, G run twice, no XLA). It prints
-the speed-up over that baseline, and the arithmetic rate reached (from the
-networks' FLOP count) against a float32 matmul peak measured in the same run.
+times the training step for each update rule with XLA on and off, in each
+precision asked for (float32 alone on a CPU unless told; float32 and both
+mixed policies on a GPU), and a baseline: the same networks trained by a
+plain `train_step` written the way the Keras example "GAN overriding
+`Model.train_step`" writes it (real and fake images concatenated into one D
+batch, G run twice, float32, no XLA). It prints the speed-up over that
+baseline, and the arithmetic rate reached (from the networks' FLOP count)
+against a matmul peak, in the row's compute dtype, measured in the same run.
 
 Machines are shared and noisy: every figure here is the median of several
 repeats, and each comparison is between figures of one run. Step times are
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -57,7 +60,10 @@ class KerasExampleGAN(keras.Model):
     self.seed_generator = keras.random.SeedGenerator(1337)
 
   def compile(self, d_optimizer, g_optimizer, loss_fn):
-    super().compile()
+    # No XLA, as the baseline is meant to be. Keras's default ("auto")
+    # turns XLA on wherever a GPU is visible, which would make the baseline
+    # on a GPU a different program from the one on a CPU.
+    super().compile(jit_compile=False)
     self.d_optimizer = d_optimizer
     self.g_optimizer = g_optimizer
     self.loss_fn = loss_fn
@@ -88,46 +94,66 @@ class KerasExampleGAN(keras.Model):
     return {"d_loss": d_loss, "g_loss": g_loss}
 
 
-def dense_flops(model: keras.Model) -> int:
-  """Multiply-adds x 2 of one example's forward pass through the Dense,
-  Maxout and convolution layers of `model`."""
-  total = 0
+def layer_flops(model: keras.Model) -> list[int]:
+  """Multiply-adds x 2 of one example's forward pass through each Dense,
+  Maxout and convolution layer of `model`, in the order the layers run."""
+  flops = []
   for layer in model.layers:
     for w in layer.weights:
       if w.name != "kernel" and not w.path.endswith("kernel"):
         continue
       shape = w.shape
       if len(shape) == 2:
-        total += 2 * shape[0] * shape[1]
+        flops.append(2 * shape[0] * shape[1])
       elif len(shape) == 4:
         out_hw = np.prod(layer.output.shape[1:3])
         if isinstance(layer, keras.layers.Conv2DTranspose):
           out_hw = np.prod(layer.input.shape[1:3])
-        total += 2 * int(out_hw) * int(np.prod(shape))
-  return int(total)
+        flops.append(2 * int(out_hw) * int(np.prod(shape)))
+  return [int(f) for f in flops]
+
+
+def dense_flops(model: keras.Model) -> int:
+  """Multiply-adds x 2 of one example's forward pass through the Dense,
+  Maxout and convolution layers of `model`."""
+  return sum(layer_flops(model))
 
 
 def step_flops(config, generator, discriminator, batch_size: int) -> int:
-  """FLOPs of one training step, counting a backward pass as twice its
-  forward pass.
+  """FLOPs of the matmuls and convolutions one training step needs.
 
-  simultaneous: G forward and backward (3g), D forward and backward on the
-    real and the fake batch (6d), and the fake batch's input gradient for G
-    (2d): 3g + 8d per example.
-  alternating (k = 1), and the Keras example: G forward for D's step (g), D
-    forward and backward on both batches (6d); G forward and backward (3g)
-    through D's forward and input gradient (3d): 4g + 9d.
+  Each layer costs its forward pass (f), its weight gradient (f) and, where
+  a gradient flows on below it, its input gradient (f). Below a net's first
+  layer none does unless G's loss goes on into G: with g and d the nets'
+  forward FLOPs and g1, d1 their first layers', a net trained on its own
+  input costs 3f - f1, and D on G's images in G's step 2d (forward and every
+  input gradient).
+
+  simultaneous: G (3g - g1); D on real images (3d - d1); D on G's images for
+    D's gradient (3d - d1) and its input gradients again for G's loss, which
+    sends another gradient back (d): 3g - g1 + 7d - 2d1 per example.
+  alternating: per D step, G forward (g) and D on both batches (6d - 2d1);
+    then G (3g - g1) through D (2d). With k = 1, as in the Keras example:
+    4g - g1 + 8d - 2d1 per example.
+
+  These are the dot FLOPs in XLA's optimised HLO of the step (a test checks
+  it). Counting every backward pass as twice its forward pass (3g + 8d,
+  4g + 9d) would put the paper's MLP 23% and 18% higher.
   """
-  g, d = dense_flops(generator), dense_flops(discriminator)
+  gl, dl = layer_flops(generator), layer_flops(discriminator)
+  g, g1, d, d1 = sum(gl), gl[0], sum(dl), dl[0]
   if config.update == "simultaneous":
-    return batch_size * (3 * g + 8 * d)
-  return batch_size * (4 * g + 9 * d)
+    return batch_size * (3 * g - g1 + 7 * d - 2 * d1)
+  # A batch of k minibatches of m: one D step on each, one G step on m.
+  k = config.k
+  return batch_size // k * (k * (g + 6 * d - 2 * d1) + 3 * g - g1 + 2 * d)
 
 
-def matmul_peak(n: int = 1536, repeats: int = 5) -> float:
-  """FLOP/s of a float32 [n, n] x [n, n] matmul chain, the machine's reach."""
-  a = tf.random.stateless_uniform([n, n], [1, 2])
-  b = tf.random.stateless_uniform([n, n], [3, 4])
+def matmul_peak(n: int = 1536, repeats: int = 5, dtype="float32") -> float:
+  """FLOP/s of an [n, n] x [n, n] matmul chain in `dtype`, the machine's
+  reach at that precision."""
+  a = tf.cast(tf.random.stateless_uniform([n, n], [1, 2]), dtype)
+  b = tf.cast(tf.random.stateless_uniform([n, n], [3, 4]), dtype)
 
   @tf.function
   def chain(a, b):
@@ -187,25 +213,54 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_model(name, config, image_shape, steps, repeats) -> list[dict]:
-  """Rows for one model: each update rule with XLA on and off, and the
-  baseline."""
+def _gpu_memory(reset: bool = False):
+  """Peak bytes allocated on the first GPU since the last reset, in MiB;
+  None without a GPU."""
+  if not tf.config.list_physical_devices("GPU"):
+    return None
+  if reset:
+    tf.config.experimental.reset_memory_stats("GPU:0")
+    return None
+  return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+
+
+def compute_dtype(precision: str) -> str:
+  """The dtype the nets' matmuls run in under a `Config.precision`."""
+  return keras.DTypePolicy(precision).compute_dtype
+
+
+def default_precisions() -> tuple:
+  """float32 alone on a CPU; float32 and both mixed policies on a GPU, where
+  16-bit matmuls run on tensor cores."""
+  if tf.config.list_physical_devices("GPU"):
+    return ("float32", "mixed_float16", "mixed_bfloat16")
+  return ("float32",)
+
+
+def bench_model(name, config, image_shape, steps, repeats,
+                precisions=("float32",)) -> list[dict]:
+  """Rows for one model: each update rule with XLA on and off in each of
+  `precisions`, and the baseline (float32, as the Keras example is)."""
   batch = config.batch_size
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(8, batch) + tuple(image_shape)).astype(
       np.float32)
   if config.g_output == "tanh":
     images = images * 2 - 1
-  models, flops = {}, {}
-  for update in ("simultaneous", "alternating"):
-    for jit in (True, False):
-      cfg = config.override(update=update, jit_compile=jit, k=1)
-      variant = f"{update}{' +XLA' if jit else ''}"
-      models[variant] = train_lib.build_model(cfg, image_shape, None,
-                                              steps=500)
-      flops[variant] = step_flops(cfg, models[variant].generator,
-                                  models[variant].discriminator, batch)
-  cfg = config.override(update="alternating")
+  _gpu_memory(reset=True)
+  models, flops, precision_of = {}, {}, {}
+  for precision in precisions:
+    for update in ("simultaneous", "alternating"):
+      for jit in (True, False):
+        cfg = config.override(update=update, jit_compile=jit, k=1,
+                              precision=precision)
+        variant = _variant(update, jit, precision)
+        models[variant] = train_lib.build_model(cfg, image_shape, None,
+                                                steps=500)
+        flops[variant] = step_flops(cfg, models[variant].generator,
+                                    models[variant].discriminator, batch)
+        precision_of[variant] = precision
+  cfg = config.override(update="alternating", precision="float32")
   generator, discriminator = networks.build_networks(cfg, image_shape)
   baseline = KerasExampleGAN(generator, discriminator, config.latent_dim)
   baseline.compile(
@@ -216,13 +271,141 @@ def bench_model(name, config, image_shape, steps, repeats) -> list[dict]:
   # The example runs G twice and D on 2m then m images, as alternating does.
   flops["baseline (Keras example)"] = step_flops(cfg, generator,
                                                  discriminator, batch)
+  precision_of["baseline (Keras example)"] = "float32"
   seconds = _time_interleaved(models, images, steps, repeats)
-  return [dict(model=name, variant=variant,
+  return [dict(model=name, variant=variant, precision=precision_of[variant],
                ms_per_step=1e3 * seconds[variant],
                steps_per_s=1 / seconds[variant],
                images_per_s=batch / seconds[variant], flops=flops[variant],
-               peak_rss_mb=_peak_rss_mb())
+               peak_rss_mb=_peak_rss_mb(), peak_gpu_mb=_gpu_memory())
           for variant in models]
+
+
+def _variant(update: str, jit: bool, precision: str) -> str:
+  """A row's name: 'simultaneous +XLA', 'alternating bf16', ..."""
+  short = {"float32": "", "mixed_float16": " fp16",
+           "mixed_bfloat16": " bf16"}[precision]
+  return f"{update}{' +XLA' if jit else ''}{short}"
+
+
+_DOT = re.compile(
+    r"= \w+\[([\d,]*)\]\S* dot\(%([\w.\-]+), %([\w.\-]+)\), "
+    r"lhs_contracting_dims=\{([\d,]*)\}, rhs_contracting_dims=\{([\d,]*)\}")
+_SHAPE = re.compile(r"%([\w.\-]+) = \w+\[([\d,]*)\]")
+
+
+def _dims(text: str) -> list[int]:
+  return [int(v) for v in text.split(",") if v]
+
+
+def hlo_dots(hlo: str) -> list[dict]:
+  """Every dot of an HLO module's text: the operands' shapes, the
+  contracted dimensions and the dot's FLOPs (2 x multiply-adds). Dots with
+  batch dimensions are not expected here (none of these nets has one)."""
+  shapes = {m.group(1): _dims(m.group(2)) for m in _SHAPE.finditer(hlo)}
+  dots = []
+  for m in _DOT.finditer(hlo):
+    lhs, rhs = shapes[m.group(2)], shapes[m.group(3)]
+    lhs_c, rhs_c = _dims(m.group(4)), _dims(m.group(5))
+    out = _dims(m.group(1))
+    dots.append(dict(lhs=lhs, rhs=rhs, lhs_contracting=lhs_c,
+                     rhs_contracting=rhs_c, flops=2 * int(np.prod(out)) *
+                     int(np.prod([lhs[i] for i in lhs_c]))))
+  return dots
+
+
+def einsum_equation(dot: dict) -> str:
+  """The `tf.einsum` equation of a dot of `hlo_dots`: contracted dimensions
+  share a letter; the output is the lhs's free dimensions, then the rhs's,
+  as in HLO."""
+  letters = iter("abcdefghijklmnop")
+  lhs_l = [next(letters) for _ in dot["lhs"]]
+  rhs_l = [next(letters) for _ in dot["rhs"]]
+  for i, j in zip(dot["lhs_contracting"], dot["rhs_contracting"]):
+    rhs_l[j] = lhs_l[i]
+  free = ([c for i, c in enumerate(lhs_l) if i not in dot["lhs_contracting"]]
+          + [c for j, c in enumerate(rhs_l)
+             if j not in dot["rhs_contracting"]])
+  return f"{''.join(lhs_l)},{''.join(rhs_l)}->{''.join(free)}"
+
+
+def time_dot(dot: dict, repeats: int = 5, inner: int = 50) -> float:
+  """Median seconds of one dot of `hlo_dots`, compiled alone by XLA (run
+  `inner` times inside one call, so a call's dispatch is spread)."""
+  equation = einsum_equation(dot)
+  a = tf.random.stateless_uniform(dot["lhs"], [1, 2])
+  b = tf.random.stateless_uniform(dot["rhs"], [3, 4])
+
+  scale_lhs = np.prod(dot["lhs"]) <= np.prod(dot["rhs"])
+
+  @tf.function(jit_compile=True)
+  def run(a, b):
+    def body(i, out):
+      # Scaling the smaller operand by the counter makes every round's dot
+      # a new one; each round's result replaces the last, so nothing but
+      # the dot and that scaling runs.
+      c = tf.cast(i + 1, a.dtype)
+      x, y = (a * c, b) if scale_lhs else (a, b * c)
+      return i + 1, tf.einsum(equation, x, y)
+    shape = tf.shape(tf.einsum(equation, a, b))
+    return tf.while_loop(lambda i, _: i < inner, body,
+                         (tf.constant(0), tf.zeros(shape)))[1]
+
+  run(a, b).numpy()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run(a, b).numpy()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times) / inner
+
+
+def step_breakdown(config, image_shape, steps: int = 200,
+                   repeats: int = 5) -> dict:
+  """Where the default step's time goes (simultaneous update, XLA): `fit`,
+  the compiled `train_step` called from Python, the forward and backward
+  passes alone (no optimiser update, no metrics), and the step's dots, each
+  compiled and timed alone, summed. Milliseconds per step."""
+  config = config.override(update="simultaneous", jit_compile=True)
+  batch = config.batch_size
+  images = np.random.default_rng(0).uniform(
+      size=(8, batch) + tuple(image_shape)).astype(np.float32)
+  model = train_lib.build_model(config, image_shape, None, steps=500)
+  fit_s = _time_interleaved({"fit": model}, images, steps, repeats)["fit"]
+
+  step = tf.function(model.train_step, jit_compile=True)
+  x = tf.constant(images[0])
+
+  @tf.function(jit_compile=True)
+  def gradients(x):
+    z = model.sample_noise(batch)
+    with tf.GradientTape(persistent=True) as tape:
+      fake = model.generator(z, training=True)
+      real_logits = model.discriminator(x, training=True)
+      fake_logits = model.discriminator(fake, training=True)
+      d_loss = model._d_loss(real_logits, fake_logits)
+      g_loss = model.g_loss_fn(fake_logits)
+    grads = (tape.gradient(d_loss, model.discriminator.trainable_variables) +
+             tape.gradient(g_loss, model.generator.trainable_variables))
+    # One number that needs every gradient, so none is pruned.
+    return tf.add_n([tf.reduce_sum(g) for g in grads])
+
+  def per_call(fn):
+    fn(x)
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      for _ in range(steps):
+        out = fn(x)
+      tf.nest.map_structure(lambda t: t.numpy(), out)
+      times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times)
+
+  dots = hlo_dots(step.experimental_get_compiler_ir(x)(stage="optimized_hlo"))
+  return dict(fit_ms=1e3 * fit_s, train_step_ms=1e3 * per_call(step),
+              forward_backward_ms=1e3 * per_call(gradients),
+              dots=len(dots), dot_flops=sum(d["flops"] for d in dots),
+              dots_alone_ms=1e3 * sum(time_dot(d) for d in dots))
 
 
 def bench_pipeline(config, batches: int = 200) -> dict:
@@ -305,28 +488,39 @@ def bench_parzen(num_samples=10_000, num_test=10_000, num_val=1_000,
 
 
 def run_all(steps: int = 60, repeats: int = 5, models=("mlp", "conv"),
-            manual_dir=None, data_dir=None, skip=()) -> dict:
+            manual_dir=None, data_dir=None, skip=(),
+            precisions=None) -> dict:
+  precisions = tuple(precisions or default_precisions())
   paper = config_lib.PAPER_MNIST.override(tfds_manual_dir=manual_dir,
                                           tfds_data_dir=data_dir)
-  peak = matmul_peak()
+  for precision in precisions:
+    # Names a bad value and the accepted ones.
+    paper.override(precision=precision).validate()
+  # Each row's arithmetic rate is set against the peak of the dtype its
+  # matmuls run in.
+  peaks = {dtype: matmul_peak(dtype=dtype) for dtype in
+           sorted({"float32"} | {compute_dtype(p) for p in precisions})}
   rows = []
   if "mlp" in models:
-    rows += bench_model("paper MNIST MLP", paper, (28, 28, 1), steps, repeats)
+    rows += bench_model("paper MNIST MLP", paper, (28, 28, 1), steps, repeats,
+                        precisions)
   if "conv" in models:
     conv = config_lib.get_preset("cifar10_conv")
     rows += bench_model("conv 32x32x3", conv, (32, 32, 3), max(steps // 3, 5),
-                        repeats)
+                        repeats, precisions)
   for row in rows:
     row["gflops_per_s"] = row["flops"] * row["steps_per_s"] / 1e9
-    row["of_matmul_peak"] = row["gflops_per_s"] * 1e9 / peak
-  result = {"device": _device(), "matmul_peak_gflops": peak / 1e9,
+    row["of_matmul_peak"] = (row["gflops_per_s"] * 1e9 /
+                             peaks[compute_dtype(row["precision"])])
+  result = {"device": _device(),
+            "matmul_peak_gflops": {k: v / 1e9 for k, v in peaks.items()},
             "rows": rows}
-  for name in {r["model"] for r in rows}:
-    mine = [r for r in rows if r["model"] == name]
-    base = next(r for r in mine if r["variant"].startswith("baseline"))
-    default = next(r for r in mine if r["variant"] == "simultaneous +XLA")
-    result.setdefault("speedup_over_baseline", {})[name] = (
-        default["steps_per_s"] / base["steps_per_s"])
+  result.update(speedups(rows))
+  if "mlp" in models and "breakdown" not in skip:
+    result["breakdown"] = step_breakdown(paper, (28, 28, 1))
+    result["breakdown"]["dots_gflops_per_s"] = (
+        result["breakdown"]["dot_flops"] /
+        result["breakdown"]["dots_alone_ms"] / 1e6)
   if "pipeline" not in skip:
     result["input_pipeline"] = bench_pipeline(paper)
   if "export" not in skip:
@@ -334,6 +528,21 @@ def run_all(steps: int = 60, repeats: int = 5, models=("mlp", "conv"),
   if "parzen" not in skip:
     result["parzen"] = bench_parzen()
   return result
+
+
+def speedups(rows) -> dict:
+  """The default step (simultaneous +XLA) in each precision over the
+  baseline of the same model: {"speedup_over_baseline": {model:
+  {precision: x}}}."""
+  out = {}
+  for name in dict.fromkeys(r["model"] for r in rows):
+    mine = [r for r in rows if r["model"] == name]
+    base = next(r for r in mine if r["variant"].startswith("baseline"))
+    for r in mine:
+      if r["variant"].startswith("simultaneous +XLA"):
+        out.setdefault(name, {})[r["precision"]] = (r["steps_per_s"] /
+                                                    base["steps_per_s"])
+  return {"speedup_over_baseline": out}
 
 
 def _device() -> str:
@@ -345,20 +554,37 @@ def _device() -> str:
 
 
 def format_table(result: dict) -> str:
-  lines = [f"device: {result['device']}; float32 matmul peak "
-           f"{result['matmul_peak_gflops']:.1f} GFLOP/s", "",
+  peaks = "; ".join(f"{dtype} matmul peak {gflops:.1f} GFLOP/s"
+                    for dtype, gflops in result["matmul_peak_gflops"].items())
+  lines = [f"device: {result['device']}; {peaks}", "",
            f"{'model':<18} {'variant':<26} {'ms/step':>8} {'steps/s':>8} "
            f"{'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'RSS MB':>7}"]
+  # Peak GPU memory of each model's rows (all its variants and the
+  # baseline), where there is a GPU; RSS is the process's peak so far.
+  gpu = any(r.get("peak_gpu_mb") is not None for r in result["rows"])
+  if gpu:
+    lines[-1] += f" {'GPU MB':>7}"
   for r in result["rows"]:
     lines.append(
         f"{r['model']:<18} {r['variant']:<26} {r['ms_per_step']:8.1f} "
         f"{r['steps_per_s']:8.1f} {r['images_per_s']:9.0f} "
         f"{r['gflops_per_s']:8.1f} {100 * r['of_matmul_peak']:7.0f}% "
-        f"{r['peak_rss_mb']:7.0f}")
+        f"{r['peak_rss_mb']:7.0f}" +
+        (f" {r['peak_gpu_mb']:7.0f}" if gpu else ""))
   lines.append("")
-  for name, s in result.get("speedup_over_baseline", {}).items():
-    lines.append(f"speed-up of the default step (simultaneous +XLA) over the "
-                 f"baseline, {name}: {s:.2f}x")
+  for name, by_precision in result.get("speedup_over_baseline", {}).items():
+    for precision, s in by_precision.items():
+      lines.append(f"speed-up of the default step (simultaneous +XLA) over "
+                   f"the baseline, {name}, {precision}: {s:.2f}x")
+  if "breakdown" in result:
+    b = result["breakdown"]
+    lines.append(
+        f"where the default step's time goes, paper MNIST MLP, float32: "
+        f"fit() {b['fit_ms']:.1f} ms; train_step called from Python "
+        f"{b['train_step_ms']:.1f} ms; forward and backward alone "
+        f"{b['forward_backward_ms']:.1f} ms; its {b['dots']} dots "
+        f"({b['dot_flops'] / 1e9:.2f} GFLOP), each compiled alone, "
+        f"{b['dots_alone_ms']:.1f} ms ({b['dots_gflops_per_s']:.0f} GFLOP/s)")
   if "input_pipeline" in result:
     lines.append(f"input pipeline alone: "
                  f"{result['input_pipeline']['images_per_s']:.0f} images/s")
@@ -385,7 +611,7 @@ def main(argv):
       manual_dir=(f.tfds_manual_dir or
                   os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
       data_dir=(f.tfds_data_dir or os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")),
-      skip=tuple(f.skip))
+      skip=tuple(f.skip), precisions=tuple(f.precisions) or None)
   if f.json:
     json.dump(result, sys.stdout, indent=2)
     print()
@@ -401,7 +627,12 @@ if __name__ == "__main__":
   flags.DEFINE_integer("steps", 60, "Timed steps per repeat (MLP).")
   flags.DEFINE_integer("repeats", 5, "Repeats; the median is reported.")
   flags.DEFINE_list("models", ["mlp", "conv"], "mlp, conv.")
-  flags.DEFINE_list("skip", [], "Parts to skip: pipeline, export, parzen.")
+  flags.DEFINE_list("skip", [], "Parts to skip: breakdown, pipeline, "
+                    "export, parzen.")
+  flags.DEFINE_list(
+      "precisions", [], "Precisions of the package's steps: float32, "
+      "mixed_float16, mixed_bfloat16. Default: float32 on a CPU, all three "
+      "on a GPU. The baseline is float32.")
   flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
   flags.DEFINE_string("tfds_manual_dir", None, "TFDS manual directory.")
   flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from adversarial import bench
 from adversarial import networks
@@ -55,6 +56,130 @@ def test_step_clock_times_steady_steps_only(monkeypatch):
 
 
 def test_interleaved_timing_needs_two_steps():
-  import pytest
   with pytest.raises(ValueError, match="steps=1 is not accepted"):
     bench._time_interleaved({}, np.zeros((1, 2, 28, 28, 1), np.float32), 1, 1)
+
+
+def test_baseline_runs_without_xla_where_keras_would_pick_it(monkeypatch):
+  import keras
+  # Keras's default jit_compile ("auto") picks XLA wherever a GPU is visible;
+  # make it pick XLA here, as on a GPU machine.
+  monkeypatch.setattr(keras.Model, "_resolve_auto_jit_compile",
+                      lambda self: True)
+  g, d = networks.build_networks(
+      PAPER_MNIST.override(g_hidden=(8,), d_hidden=(4,), latent_dim=4),
+      (28, 28, 1))
+  plain = keras.Sequential([keras.layers.Dense(1)])
+  plain.compile()
+  assert plain.jit_compile is True
+  model = bench.KerasExampleGAN(g, d, 4)
+  model.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1),
+                keras.losses.BinaryCrossentropy(from_logits=True))
+  assert model.jit_compile is False
+
+
+def test_bench_rows_for_each_precision(monkeypatch):
+  import keras
+  from adversarial import train_lib
+  built = []
+  build = train_lib.build_model
+
+  def spy(config, *args, **kwargs):
+    model = build(config, *args, **kwargs)
+    built.append((config.precision, model))
+    return model
+
+  monkeypatch.setattr(train_lib, "build_model", spy)
+  tiny = PAPER_MNIST.override(g_hidden=(16,), d_hidden=(8,), d_pieces=2,
+                              latent_dim=4, batch_size=4)
+  rows = bench.bench_model("tiny", tiny, (28, 28, 1), steps=2, repeats=1,
+                           precisions=("float32", "mixed_bfloat16"))
+  assert [(r["variant"], r["precision"]) for r in rows] == [
+      ("simultaneous +XLA", "float32"), ("simultaneous", "float32"),
+      ("alternating +XLA", "float32"), ("alternating", "float32"),
+      ("simultaneous +XLA bf16", "mixed_bfloat16"),
+      ("simultaneous bf16", "mixed_bfloat16"),
+      ("alternating +XLA bf16", "mixed_bfloat16"),
+      ("alternating bf16", "mixed_bfloat16"),
+      ("baseline (Keras example)", "float32")]
+  assert all(r["ms_per_step"] > 0 and r["flops"] > 0 for r in rows)
+  # Each model computes in its row's precision.
+  for precision, model in built:
+    dense = [l for l in model.generator.layers
+             if isinstance(l, keras.layers.Dense)]
+    assert dense[0].compute_dtype == bench.compute_dtype(precision)
+  assert sorted({p for p, _ in built}) == ["float32", "mixed_bfloat16"]
+  speedups = bench.speedups(rows)["speedup_over_baseline"]["tiny"]
+  base = rows[-1]["steps_per_s"]
+  assert speedups == {"float32": rows[0]["steps_per_s"] / base,
+                      "mixed_bfloat16": rows[4]["steps_per_s"] / base}
+
+
+@pytest.mark.parametrize("update,k", [("simultaneous", 1), ("alternating", 1),
+                                      ("alternating", 2), ("baseline", 1)])
+def test_step_flops_are_the_dots_xla_runs(update, k):
+  import keras
+  import tensorflow as tf
+  from adversarial import optim, train_lib
+  config = PAPER_MNIST.override(update=update if update != "baseline"
+                                else "alternating", k=k)
+  if update == "baseline":
+    g, d = networks.build_networks(config, (28, 28, 1))
+    model = bench.KerasExampleGAN(g, d, config.latent_dim)
+    model.compile(optim.make_optimizer(config, 10, "d"),
+                  optim.make_optimizer(config, 10, "g"),
+                  keras.losses.BinaryCrossentropy(from_logits=True))
+  else:
+    model = train_lib.build_model(config, (28, 28, 1), None, steps=10)
+  step = tf.function(model.train_step, jit_compile=True)
+  hlo = step.experimental_get_compiler_ir(tf.zeros([100, 28, 28, 1]))(
+      stage="optimized_hlo")
+  executed = sum(dot["flops"] for dot in bench.hlo_dots(hlo))
+  assert executed > 0
+  # D's one-unit output layer's gradients are not all dots in the HLO.
+  np.testing.assert_allclose(
+      bench.step_flops(config, model.generator, model.discriminator, 100),
+      executed, rtol=1e-4)
+
+
+def test_hlo_dots_reads_shapes_and_contractions():
+  hlo = """
+  %p0 = f32[100,784]{1,0} parameter(0)
+  %p1 = f32[100,1200]{1,0} parameter(1)
+  %w = f32[784,1200]{1,0} parameter(2)
+  %dot.1 = f32[784,1200]{1,0} dot(%p0, %p1), lhs_contracting_dims={0}, rhs_contracting_dims={0}, metadata={}
+  %MatMul.2 = f32[100,1200]{1,0} dot(%p0, %w), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  """
+  dots = bench.hlo_dots(hlo)
+  assert [(d["lhs"], d["rhs"], d["lhs_contracting"], d["rhs_contracting"])
+          for d in dots] == [([100, 784], [100, 1200], [0], [0]),
+                             ([100, 784], [784, 1200], [1], [0])]
+  assert [d["flops"] for d in dots] == [2 * 784 * 1200 * 100] * 2
+  # Timed alone as einsums of the same contractions.
+  assert [bench.einsum_equation(d) for d in dots] == ["ab,ad->bd",
+                                                      "ab,bd->ad"]
+  assert bench.time_dot(dots[0], repeats=1, inner=2) > 0
+
+
+def _row(variant, precision, ms, gpu_mb=None):
+  return dict(model="paper MNIST MLP", variant=variant, precision=precision,
+              ms_per_step=ms, steps_per_s=1e3 / ms, images_per_s=1e5 / ms,
+              flops=2.8e9, gflops_per_s=2.8e3 / ms, of_matmul_peak=0.5,
+              peak_rss_mb=1000.0, peak_gpu_mb=gpu_mb)
+
+
+def test_table_prints_speedups_per_precision_and_gpu_memory():
+  rows = [_row("simultaneous +XLA", "float32", 20.0),
+          _row("simultaneous +XLA fp16", "mixed_float16", 10.0),
+          _row("baseline (Keras example)", "float32", 40.0)]
+  result = {"device": "CPU", "matmul_peak_gflops": {"float32": 200.0},
+            "rows": rows, **bench.speedups(rows)}
+  table = bench.format_table(result)
+  assert "paper MNIST MLP, float32: 2.00x" in table
+  assert "paper MNIST MLP, mixed_float16: 4.00x" in table
+  assert "GPU MB" not in table
+  for r, mb in zip(rows, (512.0, 300.0, 700.0)):
+    r["peak_gpu_mb"] = mb
+  table = bench.format_table(result)
+  assert "GPU MB" in table
+  assert table.splitlines()[4].rstrip().endswith("300")
