@@ -183,3 +183,20 @@ def test_table_prints_speedups_per_precision_and_gpu_memory():
   table = bench.format_table(result)
   assert "GPU MB" in table
   assert table.splitlines()[4].rstrip().endswith("300")
+
+
+def test_step_breakdown_times_the_default_steps_parts():
+  tiny = PAPER_MNIST.override(g_hidden=(32,), d_hidden=(16,), d_pieces=2,
+                              latent_dim=8, batch_size=10)
+  b = bench.step_breakdown(tiny, (28, 28, 1), steps=2, repeats=1)
+  assert all(b[k] > 0 for k in ("fit_ms", "train_step_ms",
+                                "forward_backward_ms", "dots_alone_ms"))
+  # G: z -> 32 -> 784; D: 784 -> 16 x 2 -> 1, with the one-unit output's
+  # gradients partly not dots (as in the HLO check above).
+  g, d = networks.build_networks(tiny.override(update="simultaneous"),
+                                 (28, 28, 1))
+  np.testing.assert_allclose(
+      b["dot_flops"],
+      bench.step_flops(tiny.override(update="simultaneous"), g, d, 10),
+      rtol=0.01)
+  assert b["dots"] >= 12
