@@ -161,13 +161,19 @@ def matmul_peak(n: int = 1536, repeats: int = 5, dtype="float32") -> float:
       a = tf.matmul(a, b) * (1.0 / n)
     return a
 
-  chain(a, b).numpy()
+  return 8 * 2 * n**3 / _median_seconds(lambda: chain(a, b).numpy(), repeats)
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  """Median wall-clock seconds of `fn()` over `repeats` calls, after one
+  call that traces, compiles and warms it."""
+  fn()
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
-    chain(a, b).numpy()
+    fn()
     times.append(time.perf_counter() - start)
-  return 8 * 2 * n**3 / statistics.median(times)
+  return statistics.median(times)
 
 
 class _StepClock(keras.callbacks.Callback):
@@ -351,13 +357,7 @@ def time_dot(dot: dict, repeats: int = 5, inner: int = 50) -> float:
     return tf.while_loop(lambda i, _: i < inner, body,
                          (tf.constant(0), tf.zeros(shape)))[1]
 
-  run(a, b).numpy()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run(a, b).numpy()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times) / inner
+  return _median_seconds(lambda: run(a, b).numpy(), repeats) / inner
 
 
 def step_breakdown(config, image_shape, steps: int = 200,
@@ -391,15 +391,11 @@ def step_breakdown(config, image_shape, steps: int = 200,
     return tf.add_n([tf.reduce_sum(g) for g in grads])
 
   def per_call(fn):
-    fn(x)
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
+    def calls():
       for _ in range(steps):
         out = fn(x)
       tf.nest.map_structure(lambda t: t.numpy(), out)
-      times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+    return _median_seconds(calls, repeats) / steps
 
   dots = hlo_dots(step.experimental_get_compiler_ir(x)(stage="optimized_hlo"))
   return dict(fit_ms=1e3 * fit_s, train_step_ms=1e3 * per_call(step),
