@@ -598,10 +598,34 @@ def format_table(result: dict) -> str:
   return "\n".join(lines)
 
 
+MODELS = ("mlp", "conv")
+PARTS = ("breakdown", "pipeline", "export", "parzen")
+
+
+def check_flags(models, skip, precisions) -> None:
+  """Raises `config.ConfigError` naming the first value the flags do not
+  accept and what they do."""
+  for name, values, accepted in (("models", models, MODELS),
+                                 ("skip", skip, PARTS),
+                                 ("precisions", precisions,
+                                  config_lib.PRECISIONS)):
+    for value in values:
+      if value not in accepted:
+        raise config_lib.ConfigError(
+            f"--{name}={value} is not accepted: expected any of "
+            f"{', '.join(accepted)}.")
+
+
 def main(argv):
+  from absl import app
   from absl import flags
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  try:
+    check_flags(f.models, f.skip, f.precisions)
+  except config_lib.ConfigError as e:
+    raise app.UsageError(str(e)) from None
   result = run_all(
       steps=f.steps, repeats=f.repeats, models=tuple(f.models),
       manual_dir=(f.tfds_manual_dir or
@@ -622,7 +646,7 @@ if __name__ == "__main__":
   from absl import flags
   flags.DEFINE_integer("steps", 60, "Timed steps per repeat (MLP).")
   flags.DEFINE_integer("repeats", 5, "Repeats; the median is reported.")
-  flags.DEFINE_list("models", ["mlp", "conv"], "mlp, conv.")
+  flags.DEFINE_list("models", list(MODELS), "mlp, conv.")
   flags.DEFINE_list("skip", [], "Parts to skip: breakdown, pipeline, "
                     "export, parzen.")
   flags.DEFINE_list(

@@ -200,3 +200,16 @@ def test_step_breakdown_times_the_default_steps_parts():
       bench.step_flops(tiny.override(update="simultaneous"), g, d, 10),
       rtol=0.01)
   assert b["dots"] >= 12
+
+
+@pytest.mark.parametrize("flag,value", [("models", "cnn"), ("skip", "export2"),
+                                        ("precisions", "fp8")])
+def test_bad_bench_flags_are_named(flag, value):
+  from adversarial.config import ConfigError
+  args = {"models": ["mlp"], "skip": [], "precisions": []}
+  args[flag] = [value]
+  with pytest.raises(ConfigError, match=f"--{flag}={value} is not accepted: "
+                     "expected any of"):
+    bench.check_flags(**args)
+  args[flag] = []
+  bench.check_flags(**args)
