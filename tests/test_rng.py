@@ -45,6 +45,20 @@ def test_identical_under_xla():
   assert plain[0].min() >= -1.0 and plain[0].max() < 2.0
 
 
+def test_compiled_hash_gives_the_same_bits():
+  # Dropout masks hash with XLA even in a step run without it.
+  seed = tf.constant([5, 11], tf.int64)
+  plain = rng.random_bits([100, 784], seed).numpy()
+  compiled = rng.random_bits([100, 784], seed, compiled=True).numpy()
+  np.testing.assert_array_equal(plain, compiled)
+  in_graph = tf.function(
+      lambda: rng.random_bits([100, 784], seed, compiled=True))().numpy()
+  np.testing.assert_array_equal(plain, in_graph)
+  np.testing.assert_array_equal(
+      rng.keep_mask([100, 784], seed, 0.2).numpy(),
+      plain >= int(round(0.2 * 2**32)))
+
+
 def test_keep_mask_rate():
   mask = rng.keep_mask([100_000], tf.constant([0, 0]), 0.2).numpy()
   assert abs(mask.mean() - 0.8) < 0.005
