@@ -3,13 +3,15 @@ export and the Parzen evaluation, against baselines measured in the same run.
 
 Usage:
 
-  python -m adversarial.bench [--steps=60] [--json] [--models=mlp,conv]
+  python -m adversarial.bench [--steps=150] [--json] [--models=mlp,conv]
       [--precisions=float32,mixed_bfloat16] [--tfds_manual_dir=DIR]
 
 For the paper's MNIST model at batch 100 (and the convolutional pair), it
 times the training step for each update rule with XLA on and off, in each
 precision asked for (float32 alone on a CPU unless told; float32 and both
-mixed policies on a GPU), and a baseline: the same networks trained by a
+mixed policies on a GPU), the default step also with one step a call into
+TensorFlow (the package runs `Config.steps_per_execution` steps a call, as
+one XLA program), and a baseline: the same networks trained by a
 plain `train_step` written the way the Keras example "GAN overriding
 `Model.train_step`" writes it (real and fake images concatenated into one D
 batch, G run twice, float32, no XLA). It prints the speed-up over that
@@ -18,7 +20,8 @@ against a matmul peak, in the row's compute dtype, measured in the same run.
 
 Machines are shared and noisy: every figure here is the median of several
 repeats, and each comparison is between figures of one run. Step times are
-steady-state times (first to last step of a `fit` call; `_StepClock`).
+steady-state times (from the end of a `fit` call's first call of its
+train function to the end of its last; `_StepClock`).
 """
 
 from __future__ import annotations
@@ -177,40 +180,51 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 class _StepClock(keras.callbacks.Callback):
-  """The time at the end of every training step of one `fit` call."""
+  """The time at the end of every call of one `fit` call's train function,
+  and the index of the last step it ran (Keras reports one batch end per
+  call of `steps_per_execution` steps)."""
 
   def on_train_begin(self, logs=None):
     self.ends = []
 
   def on_train_batch_end(self, batch, logs=None):
-    self.ends.append(time.perf_counter())
+    self.ends.append((batch, time.perf_counter()))
 
   def seconds_per_step(self) -> float:
-    """Steady-state seconds per step: from the end of the first step to the
-    end of the last, so neither the set-up of `fit` nor its tear-down
-    counts. The tear-down can wait seconds for tf.data's autotuning thread
-    (a call often ends exactly 2.55 s after its iterator was made), which
-    would swamp a short call and means nothing for a long run."""
-    return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+    """Steady-state seconds per step: from the end of the first call to the
+    end of the last, over the steps between, so neither the set-up of `fit`
+    nor its tear-down counts. The tear-down can wait seconds for tf.data's
+    autotuning thread (a call often ends exactly 2.55 s after its iterator
+    was made), which would swamp a short call and means nothing for a long
+    run."""
+    (first, start), (last, end) = self.ends[0], self.ends[-1]
+    return (end - start) / (last - first)
 
 
 def _time_interleaved(models: dict, batches: np.ndarray, steps: int,
                       repeats: int) -> dict:
   """Median steady-state seconds per step of `fit` for each model, timed in
   round-robin rounds so that a slow spell of a shared machine falls on every
-  variant alike."""
+  variant alike. Each round runs `steps` steps of each model, rounded up to
+  whole calls of its `steps_per_execution` and to at least two calls."""
   if steps < 2:
     raise ValueError(f"steps={steps} is not accepted: expected at least 2 "
                      f"timed steps per round.")
   ds = tf.data.Dataset.from_tensor_slices(batches).repeat()
+
+  def whole_calls(model, steps):
+    per_call = model.steps_per_execution
+    return max(2, -(-steps // per_call)) * per_call
+
   for model in models.values():
-    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace, compile
+    # Trace and compile (every call of a model runs the same programs).
+    model.fit(ds, steps_per_epoch=whole_calls(model, 3), epochs=1, verbose=0)
   times = {name: [] for name in models}
   clock = _StepClock()
   for _ in range(repeats):
     for name, model in models.items():
-      model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
-                callbacks=[clock])
+      model.fit(ds, steps_per_epoch=whole_calls(model, steps), epochs=1,
+                verbose=0, callbacks=[clock])
       times[name].append(clock.seconds_per_step())
   return {name: statistics.median(t) for name, t in times.items()}
 
@@ -266,6 +280,15 @@ def bench_model(name, config, image_shape, steps, repeats,
         flops[variant] = step_flops(cfg, models[variant].generator,
                                     models[variant].discriminator, batch)
         precision_of[variant] = precision
+        if (precision == "float32" and update == "simultaneous" and jit and
+            models[variant].steps_per_execution > 1):
+          # The default step with one step a call, as Keras's default runs
+          # it: one XLA program launched per step.
+          single = variant + " 1 step/call"
+          models[single] = train_lib.build_model(
+              cfg.override(steps_per_execution=1), image_shape, None,
+              steps=500)
+          flops[single], precision_of[single] = flops[variant], precision
   cfg = config.override(update="alternating", precision="float32")
   generator, discriminator = networks.build_networks(cfg, image_shape)
   baseline = KerasExampleGAN(generator, discriminator, config.latent_dim)
@@ -362,21 +385,24 @@ def time_dot(dot: dict, repeats: int = 5, inner: int = 50) -> float:
 
 def step_breakdown(config, image_shape, steps: int = 200,
                    repeats: int = 5) -> dict:
-  """Where the default step's time goes (simultaneous update, XLA): `fit`,
-  the compiled `train_step` called from Python, the forward and backward
-  passes alone (no optimiser update, no metrics), and the step's dots, each
-  compiled and timed alone, summed. Milliseconds per step."""
+  """Where the default step's time goes (simultaneous update, XLA), in
+  milliseconds per step: `fit`; the compiled `train_step` called from Python,
+  one XLA program a step; `train_step` run `steps_per_execution` times in one
+  XLA program (as `fit` runs it, without the input pipeline and `fit`'s
+  loop); the forward and backward passes alone (no optimiser update, no
+  metrics), as many times in one program; and the step's dots, each compiled
+  and timed alone, summed."""
   config = config.override(update="simultaneous", jit_compile=True)
   batch = config.batch_size
   images = np.random.default_rng(0).uniform(
       size=(8, batch) + tuple(image_shape)).astype(np.float32)
   model = train_lib.build_model(config, image_shape, None, steps=500)
   fit_s = _time_interleaved({"fit": model}, images, steps, repeats)["fit"]
+  n = model.steps_per_execution
 
   step = tf.function(model.train_step, jit_compile=True)
   x = tf.constant(images[0])
 
-  @tf.function(jit_compile=True)
   def gradients(x):
     z = model.sample_noise(batch)
     with tf.GradientTape(persistent=True) as tape:
@@ -390,18 +416,36 @@ def step_breakdown(config, image_shape, steps: int = 200,
     # One number that needs every gradient, so none is pruned.
     return tf.add_n([tf.reduce_sum(g) for g in grads])
 
-  def per_call(fn):
-    def calls():
-      for _ in range(steps):
+  def logs_sum(x):
+    return tf.add_n(list(model.train_step(x).values()))
+
+  def in_one_program(fn):
+    """fn(x) n times in one XLA program; each result feeds a running sum,
+    so no run is pruned."""
+    @tf.function(jit_compile=True, autograph=False)
+    def run(x):
+      return tf.while_loop(lambda i, _: i < n,
+                           lambda i, total: (i + 1, total + fn(x)),
+                           [tf.constant(0), tf.constant(0.0)])[1]
+    return run
+
+  def per_step(fn, runs_per_call=1):
+    calls = max(1, steps // runs_per_call)
+
+    def timed():
+      for _ in range(calls):
         out = fn(x)
       tf.nest.map_structure(lambda t: t.numpy(), out)
-    return _median_seconds(calls, repeats) / steps
+    return _median_seconds(timed, repeats) / (calls * runs_per_call)
 
   dots = hlo_dots(step.experimental_get_compiler_ir(x)(stage="optimized_hlo"))
   dot_flops = sum(d["flops"] for d in dots)
   dots_s = sum(time_dot(d) for d in dots)
-  return dict(fit_ms=1e3 * fit_s, train_step_ms=1e3 * per_call(step),
-              forward_backward_ms=1e3 * per_call(gradients),
+  return dict(fit_ms=1e3 * fit_s, steps_per_call=n,
+              train_step_ms=1e3 * per_step(step),
+              train_steps_in_one_program_ms=1e3 * per_step(
+                  in_one_program(logs_sum), n),
+              forward_backward_ms=1e3 * per_step(in_one_program(gradients), n),
               dots=len(dots), dot_flops=dot_flops, dots_alone_ms=1e3 * dots_s,
               dots_gflops_per_s=dot_flops / dots_s / 1e9)
 
@@ -503,7 +547,7 @@ def check_flags(models, skip, precisions) -> None:
             f"{', '.join(accepted)}.")
 
 
-def run_all(steps: int = 60, repeats: int = 5, models=MODELS,
+def run_all(steps: int = 150, repeats: int = 5, models=MODELS,
             manual_dir=None, data_dir=None, skip=(),
             precisions=None) -> dict:
   precisions = tuple(precisions or default_precisions())
@@ -520,8 +564,10 @@ def run_all(steps: int = 60, repeats: int = 5, models=MODELS,
                         precisions)
   if "conv" in models:
     conv = config_lib.get_preset("cifar10_conv")
-    rows += bench_model("conv 32x32x3", conv, (32, 32, 3), max(steps // 3, 5),
-                        repeats, precisions)
+    # Ten steps a call: rounds of three calls stay short at this model's
+    # 0.1-0.2 s a step, and a call's own cost is small beside ten steps.
+    rows += bench_model("conv 32x32x3", conv.override(steps_per_execution=10),
+                        (32, 32, 3), max(steps // 5, 20), repeats, precisions)
   for row in rows:
     row["gflops_per_s"] = row["flops"] * row["steps_per_s"] / 1e9
     row["of_matmul_peak"] = (row["gflops_per_s"] * 1e9 /
@@ -550,7 +596,7 @@ def speedups(rows) -> dict:
     mine = [r for r in rows if r["model"] == name]
     base = next(r for r in mine if r["variant"].startswith("baseline"))
     for r in mine:
-      if r["variant"].startswith("simultaneous +XLA"):
+      if r["variant"] == _variant("simultaneous", True, r["precision"]):
         out.setdefault(name, {})[r["precision"]] = (r["steps_per_s"] /
                                                     base["steps_per_s"])
   return {"speedup_over_baseline": out}
@@ -568,7 +614,7 @@ def format_table(result: dict) -> str:
   peaks = "; ".join(f"{dtype} matmul peak {gflops:.1f} GFLOP/s"
                     for dtype, gflops in result["matmul_peak_gflops"].items())
   lines = [f"device: {result['device']}; {peaks}", "",
-           f"{'model':<18} {'variant':<26} {'ms/step':>8} {'steps/s':>8} "
+           f"{'model':<18} {'variant':<30} {'ms/step':>8} {'steps/s':>8} "
            f"{'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'RSS MB':>7}"]
   # Peak GPU memory of each model's rows (all its variants and the
   # baseline), where there is a GPU; RSS is the process's peak so far.
@@ -577,7 +623,7 @@ def format_table(result: dict) -> str:
     lines[-1] += f" {'GPU MB':>7}"
   for r in result["rows"]:
     lines.append(
-        f"{r['model']:<18} {r['variant']:<26} {r['ms_per_step']:8.1f} "
+        f"{r['model']:<18} {r['variant']:<30} {r['ms_per_step']:8.1f} "
         f"{r['steps_per_s']:8.1f} {r['images_per_s']:9.0f} "
         f"{r['gflops_per_s']:8.1f} {100 * r['of_matmul_peak']:7.0f}% "
         f"{r['peak_rss_mb']:7.0f}" +
@@ -590,12 +636,14 @@ def format_table(result: dict) -> str:
   if "breakdown" in result:
     b = result["breakdown"]
     lines.append(
-        f"where the default step's time goes, paper MNIST MLP, float32: "
-        f"fit() {b['fit_ms']:.1f} ms; train_step called from Python "
-        f"{b['train_step_ms']:.1f} ms; forward and backward alone "
-        f"{b['forward_backward_ms']:.1f} ms; its {b['dots']} dots "
+        f"where the default step's time goes, paper MNIST MLP, float32, ms "
+        f"per step: fit() {b['fit_ms']:.1f}; train_step, one program a step "
+        f"{b['train_step_ms']:.1f}; train_step, {b['steps_per_call']} in one "
+        f"program {b['train_steps_in_one_program_ms']:.1f}; forward and "
+        f"backward alone, {b['steps_per_call']} in one program "
+        f"{b['forward_backward_ms']:.1f}; its {b['dots']} dots "
         f"({b['dot_flops'] / 1e9:.2f} GFLOP), each compiled alone, "
-        f"{b['dots_alone_ms']:.1f} ms ({b['dots_gflops_per_s']:.0f} GFLOP/s)")
+        f"{b['dots_alone_ms']:.1f} ({b['dots_gflops_per_s']:.0f} GFLOP/s)")
   if "input_pipeline" in result:
     lines.append(f"input pipeline alone: "
                  f"{result['input_pipeline']['images_per_s']:.0f} images/s")
@@ -642,7 +690,8 @@ def main(argv):
 if __name__ == "__main__":
   from absl import app
   from absl import flags
-  flags.DEFINE_integer("steps", 60, "Timed steps per repeat (MLP).")
+  flags.DEFINE_integer("steps", 150, "Steps per repeat (MLP; rounded up to "
+                       "whole calls of steps_per_execution).")
   flags.DEFINE_integer("repeats", 5, "Repeats; the median is reported.")
   flags.DEFINE_list("models", list(MODELS), "mlp, conv.")
   flags.DEFINE_list("skip", [], "Parts to skip: breakdown, pipeline, "

@@ -123,7 +123,11 @@ class NaNGuard(keras.callbacks.Callback):
     bad = {k: float(v) for k, v in (logs or {}).items()
            if not math.isfinite(float(v))}
     if bad:
-      self._stop(f"step {batch + 1}: " +
+      # Keras reports the last step of each call (`steps_per_execution`).
+      calls = getattr(self.model, "steps_per_execution", 1) or 1
+      steps = (f"step {batch + 1}" if calls == 1 else
+               f"steps {max(batch + 2 - calls, 1)}-{batch + 1}")
+      self._stop(f"{steps}: " +
                  ", ".join(f"{k}={v}" for k, v in bad.items()))
 
   def on_epoch_end(self, epoch, logs=None):

@@ -36,10 +36,11 @@ MASK_KINDS = ("pixels", "block", "half", "all")
 TOY_DATASETS = ("toy_gaussian",)
 
 # Fields that may change between the runs that share one work directory:
-# extending a run (`epochs`), moving the data (`tfds_*`) or the devices
-# (`strategy`) keeps it the same run. Every other field changes what is
-# trained.
-RESUMABLE_FIELDS = ("epochs", "tfds_data_dir", "tfds_manual_dir", "strategy")
+# extending a run (`epochs`), moving the data (`tfds_*`), the devices
+# (`strategy`) or the grouping of steps into calls (`steps_per_execution`)
+# keeps it the same run. Every other field changes what is trained.
+RESUMABLE_FIELDS = ("epochs", "tfds_data_dir", "tfds_manual_dir", "strategy",
+                    "steps_per_execution")
 # tf.distribute strategies a run can train under (see train_lib.make_strategy).
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -137,6 +138,13 @@ class Config:
   steps_per_epoch: Optional[int] = None
   seed: int = 0
   jit_compile: bool = True
+  # Training steps per call into TensorFlow (Keras's `steps_per_execution`):
+  # at most this many, the largest divisor of an epoch's steps not above it,
+  # so that every epoch ends on a call; one under a tf.distribute strategy.
+  # With XLA, the steps of a call run as one XLA program unless a net has
+  # convolutions (`GAN.make_train_function`). The steps are the same whatever
+  # the value; per-step callbacks see every call's last.
+  steps_per_execution: int = 50
   precision: str = "float32"
   # The global batch (batch_size) is split across the strategy's replicas;
   # the result is the same as one device's, so a run may resume under
@@ -170,7 +178,8 @@ class Config:
         raise ConfigError(f"{name}={value!r} is not accepted: expected an "
                           f"integer >= 0 (0 turns the monitor off).")
     for name in ("latent_dim", "batch_size", "epochs", "d_pieces",
-                 "sample_grid_rows", "checkpoints_to_keep", "toy_size"):
+                 "sample_grid_rows", "checkpoints_to_keep", "toy_size",
+                 "steps_per_execution"):
       _positive_int(name, getattr(self, name))
     _positive_int("k", self.k, what="k >= 1 (discriminator steps per "
                   "generator step)")

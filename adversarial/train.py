@@ -43,6 +43,10 @@ _OPTIMIZER = flags.DEFINE_string("optimizer", None, "sgd, adam, rmsprop, ...")
 _LR = flags.DEFINE_float("learning_rate", None, "Initial learning rate.")
 _SEED = flags.DEFINE_integer("seed", None, "Seed of every random source.")
 _JIT = flags.DEFINE_bool("jit_compile", None, "Compile the step with XLA.")
+_CALLS = flags.DEFINE_integer(
+    "steps_per_execution", None, "Training steps per call into TensorFlow "
+    "(at most; a divisor of the epoch's steps), one XLA program with "
+    "--jit_compile. Default 50.")
 _MANUAL_DIR = flags.DEFINE_string(
     "tfds_manual_dir", None,
     "TFDS manual download directory: prepare the dataset offline from its "
@@ -79,6 +83,7 @@ def config_from_flags():
       "k": _K.value, "update": _UPDATE.value, "g_loss": _G_LOSS.value,
       "optimizer": _OPTIMIZER.value, "learning_rate": _LR.value,
       "seed": _SEED.value, "jit_compile": _JIT.value,
+      "steps_per_execution": _CALLS.value,
       "conditional": _CONDITIONAL.value, "masked": _MASKED.value,
       "precision": _PRECISION.value, "strategy": _STRATEGY.value,
   }

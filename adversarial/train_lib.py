@@ -113,8 +113,20 @@ def build_model(config: Config, image_shape: Sequence[int],
   model.compile(
       d_optimizer=optim.make_optimizer(config, d_steps, "d_optimizer"),
       g_optimizer=optim.make_optimizer(config, steps, "g_optimizer"),
-      jit_compile=config.jit_compile)
+      jit_compile=config.jit_compile,
+      # Under a tf.distribute strategy, one step a call: Keras's multi-step
+      # loop over a distributed iterator failed under MirroredStrategy over
+      # two CPU devices (InvalidArgumentError in its while loop's cond).
+      steps_per_execution=(
+          1 if tf.distribute.has_strategy() else
+          steps_per_call(config.steps_per_execution, steps)))
   return model
+
+
+def steps_per_call(most: int, steps: int) -> int:
+  """The largest divisor of an epoch's `steps` that is at most `most`: the
+  steps of each call into TensorFlow, so that every epoch ends on a call."""
+  return max(d for d in range(1, min(most, steps) + 1) if steps % d == 0)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -53,6 +53,12 @@ def test_step_clock_times_steady_steps_only(monkeypatch):
   # Four intervals of 0.5 s between five step ends; what came before the
   # first end or comes after the last is not counted.
   assert clock.seconds_per_step() == 0.5
+  # Calls of 50 steps: Keras reports each call's last step.
+  ticks = iter([10.0, 11.0, 12.0])
+  clock.on_train_begin()
+  for step in (49, 99, 149):
+    clock.on_train_batch_end(step)
+  assert clock.seconds_per_step() == 0.02
 
 
 def test_interleaved_timing_needs_two_steps():
@@ -95,7 +101,9 @@ def test_bench_rows_for_each_precision(monkeypatch):
   rows = bench.bench_model("tiny", tiny, (28, 28, 1), steps=2, repeats=1,
                            precisions=("float32", "mixed_bfloat16"))
   assert [(r["variant"], r["precision"]) for r in rows] == [
-      ("simultaneous +XLA", "float32"), ("simultaneous", "float32"),
+      ("simultaneous +XLA", "float32"),
+      ("simultaneous +XLA 1 step/call", "float32"),
+      ("simultaneous", "float32"),
       ("alternating +XLA", "float32"), ("alternating", "float32"),
       ("simultaneous +XLA bf16", "mixed_bfloat16"),
       ("simultaneous bf16", "mixed_bfloat16"),
@@ -112,7 +120,13 @@ def test_bench_rows_for_each_precision(monkeypatch):
   speedups = bench.speedups(rows)["speedup_over_baseline"]["tiny"]
   base = rows[-1]["steps_per_s"]
   assert speedups == {"float32": rows[0]["steps_per_s"] / base,
-                      "mixed_bfloat16": rows[4]["steps_per_s"] / base}
+                      "mixed_bfloat16": rows[5]["steps_per_s"] / base}
+  # The default configuration runs 50 steps a call; its one-step-a-call
+  # twin and the baseline run one.
+  calls = {r["variant"]: m.steps_per_execution for (_, m), r in
+           zip(built, rows)}
+  assert calls["simultaneous +XLA"] == 50
+  assert calls["simultaneous +XLA 1 step/call"] == 1
 
 
 @pytest.mark.parametrize("update,k", [("simultaneous", 1), ("alternating", 1),
@@ -190,7 +204,9 @@ def test_step_breakdown_times_the_default_steps_parts():
                               latent_dim=8, batch_size=10)
   b = bench.step_breakdown(tiny, (28, 28, 1), steps=2, repeats=1)
   assert all(b[k] > 0 for k in ("fit_ms", "train_step_ms",
+                                "train_steps_in_one_program_ms",
                                 "forward_backward_ms", "dots_alone_ms"))
+  assert b["steps_per_call"] == 50
   # G: z -> 32 -> 784; D: 784 -> 16 x 2 -> 1, with the one-unit output's
   # gradients partly not dots (as in the HLO check above).
   g, d = networks.build_networks(tiny.override(update="simultaneous"),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from adversarial import config as config_lib
 from adversarial import gan as gan_lib
 from adversarial import losses
 from adversarial import train_lib
@@ -145,6 +146,50 @@ def test_eager_graph_and_xla_agree():
   for other in runs[1:]:
     for x, y in zip(runs[0], other):
       np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_steps_of_a_call_run_as_one_xla_program_and_are_the_same_steps(
+    update):
+  # 11 minibatches, the last of 5 images: calls of 4 steps run 4, 4, then 3
+  # (two of 8 images, one of 5) one by one.
+  data = tf.data.Dataset.from_tensor_slices(images(85)).batch(8)
+  runs = []
+  for calls in (1, 4):
+    gan = make_gan(update=update, jit_compile=True)
+    gan.compile(d_optimizer=gan.d_optimizer, g_optimizer=gan.g_optimizer,
+                jit_compile=True, steps_per_execution=calls)
+    history = gan.fit(data, epochs=2, verbose=0)
+    assert int(gan.g_optimizer.iterations) == 22
+    runs.append((weights(gan), history.history))
+    if calls > 1:
+      function = gan.train_function
+      assert function.all_steps.experimental_get_tracing_count() == 1
+      assert function.one_step.experimental_get_tracing_count() >= 1
+  for x, y in zip(runs[0][0], runs[1][0]):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  for name, values in runs[0][1].items():
+    np.testing.assert_allclose(values, runs[1][1][name], rtol=1e-6)
+
+
+def test_convolutional_nets_keep_one_program_a_step():
+  conv = make_gan(architecture="conv", conv_filters=(4, 8), jit_compile=True)
+  mlp = make_gan(jit_compile=True)
+  for gan in (conv, mlp):
+    gan.compile(d_optimizer=gan.d_optimizer, g_optimizer=gan.g_optimizer,
+                jit_compile=True, steps_per_execution=3)
+    gan.make_train_function()
+  assert not hasattr(conv.train_function, "all_steps")
+  assert hasattr(mlp.train_function, "all_steps")
+
+
+def test_steps_per_call_divide_the_epoch():
+  assert [train_lib.steps_per_call(50, s) for s in (500, 781, 3, 97, 1)] == [
+      50, 11, 3, 1, 1]
+  assert make_gan(steps_per_execution=2).steps_per_execution == 1  # 3 steps
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"steps_per_execution=0 is not accepted"):
+    small_config(steps_per_execution=0).validate()
 
 
 def test_keras_file_round_trip(tmp_path):
