@@ -72,6 +72,11 @@ _SET = flags.DEFINE_multi_string(
     "--set=g_hidden=256,256 --set=d_input_dropout=0.1.")
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, "
                                 "2 one line per epoch.")
+_THREADS = flags.DEFINE_integer(
+    "threads", None, "CPU threads within an op (intra-op) and across "
+    "independent ops (inter-op). Default: TensorFlow's, one per core. Give "
+    "each of several runs sharing a machine its share of the cores.",
+    lower_bound=1)
 
 
 def config_from_flags():
@@ -93,9 +98,22 @@ def config_from_flags():
   return config_lib.get_preset(_CONFIG.value).override(**overrides).validate()
 
 
+def set_threads(n: int):
+  """Sizes TensorFlow's thread pools to `n` threads each; must run before
+  TensorFlow executes its first op in the process."""
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(n)
+  tf.config.threading.set_inter_op_parallelism_threads(n)
+  print(f"threads: {tf.config.threading.get_intra_op_parallelism_threads()} "
+        f"intra-op, {tf.config.threading.get_inter_op_parallelism_threads()}"
+        f" inter-op")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _THREADS.value is not None:
+    set_threads(_THREADS.value)
   from adversarial import train_lib
   from adversarial.callbacks import TrainingDivergedError
   from adversarial.config import ConfigError

@@ -280,8 +280,9 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
 
 def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
     tmp_path, mnist_dirs):
+  # Two processes share the machine: one thread pool of one thread each.
   args = ["--dataset=mnist", "--epochs=3", "--steps_per_epoch=1000",
-          "--set=monitor_samples=0", "--verbose=0", *TINY]
+          "--set=monitor_samples=0", "--verbose=0", "--threads=1", *TINY]
   whole = cli(args + [f"--workdir={tmp_path / 'whole'}"], mnist_dirs)
   killed_dir = tmp_path / "killed"
   victim = cli(args + [f"--workdir={killed_dir}"], mnist_dirs)
@@ -299,6 +300,7 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
   out, _ = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, out
   assert f"trained epochs {epoch}..3" in out
+  assert "threads: 1 intra-op, 1 inter-op" in out
   out, _ = whole.communicate(timeout=300)
   assert whole.returncode == 0, out
   a = train_lib.restore(str(tmp_path / "whole"), "last")[0]
@@ -334,6 +336,11 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode != 0
   assert "batch_size=-5 is not accepted: expected a positive integer" in out
+  assert not os.listdir(tmp_path)
+  proc = cli([f"--workdir={tmp_path}", "--threads=0"], mnist_dirs)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert "--threads=0: 0 is not a positive integer" in out
   assert not os.listdir(tmp_path)
 
 
