@@ -8,7 +8,8 @@ Draws 10,000 samples from G, picks sigma from numpy.logspace(-1, 0, 10) by
 the mean log-likelihood of the first 1,000 validation images (MNIST train
 images 50,000-50,999 for the paper's split), then prints the mean
 log-likelihood of the test images with its standard error, as Table 1 does,
-and writes it to <workdir>/evaluation.json.
+and writes it to <workdir>/evaluation.json, with a grid of 100 of the scored
+samples in <workdir>/evaluation.png.
 """
 
 from absl import app

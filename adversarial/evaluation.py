@@ -216,7 +216,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      average: Optional[bool] = None,
                      reference: bool = True) -> dict:
   """The Parzen estimate of a run's generator, written to
-  `<workdir>/evaluation.json`.
+  `<workdir>/evaluation.json`, with 100 of the scored samples, evenly
+  spaced, in `<workdir>/evaluation.png`.
 
   Args:
     workdir: a training run's directory.
@@ -241,13 +242,13 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
     of the test images of each label), epoch, checkpoint, path, reference
     (the same estimate with training images as samples) and quality (see
-    `quality.QualityResult`) for MNIST.
+    `quality.QualityResult`) for MNIST; and samples_png, the grid's path.
   """
-  import glob
   import json
   import os
 
   from adversarial import data as data_lib
+  from adversarial import images as images_lib
   from adversarial import train_lib
 
   model, config, record = train_lib.restore(workdir, checkpoint)
@@ -303,10 +304,14 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     json.dump(result, f, indent=2)
   os.replace(tmp, path)
   result["path"] = path
-  # The sample grid of the scored epoch; the latest grid when there is none.
-  own = os.path.join(workdir, "samples",
-                     f"epoch-{record.get('epoch') or 0:04d}.png")
-  grids = sorted(glob.glob(os.path.join(workdir, "samples", "epoch-*.png")))
-  result["samples_png"] = (own if os.path.exists(own) else
-                           grids[-1] if grids else None)
+  # 100 of the scored samples themselves, evenly spaced (for a conditional
+  # model, a row per class): the training's grids show the weight average
+  # when there is one, not G as scored here.
+  grid_path = os.path.join(workdir, "evaluation.png")
+  count = min(100, num_samples)
+  shown = data_lib.to_unit_range(
+      generated[np.arange(count) * num_samples // count], config.g_output)
+  images_lib.write_png(grid_path,
+                       images_lib.grid(shown, rows=math.ceil(count / 10)))
+  result["samples_png"] = grid_path
   return result

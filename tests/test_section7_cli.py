@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -68,6 +69,15 @@ def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
   result = json.loads((workdir / "evaluation.json").read_text())
   assert len(result["conditional"]["per_class"]) == 10
   assert 0.0 <= result["conditional"]["accuracy"] <= 1.0
+  # The grid of scored samples has a row per class: 10 of each block.
+  from adversarial import images, train_lib
+  model = train_lib.restore(str(workdir), "best")[0]
+  picked = np.arange(100) * 10
+  np.testing.assert_array_equal(model.default_labels(1000)[picked],
+                                np.repeat(np.arange(10), 10))
+  np.testing.assert_array_equal(
+      images.read_png(str(workdir / "evaluation.png")),
+      images.grid(model.generate(1000, seed=0)[picked], rows=10))
 
 
 def test_masked_run_completes_digits(tmp_path, mnist_dirs):

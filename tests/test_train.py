@@ -231,7 +231,7 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
   proc = cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
               "--steps_per_epoch=30", "--set=monitor_samples=1000",
-              "--verbose=2", *TINY], mnist_dirs)
+              "--set=ema_decay=0.9", "--verbose=2", *TINY], mnist_dirs)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
   assert "Epoch 2/2" in out and "val_parzen" in out
@@ -249,7 +249,7 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
   ev = subprocess.run(
       [sys.executable, "-m", "adversarial.evaluate", f"--workdir={workdir}",
-       "--num_samples=2000", "--num_test=2000",
+       "--num_samples=2000", "--num_test=2000", "--generator=trained",
        f"--tfds_manual_dir={manual}", f"--tfds_data_dir={data_dir}"],
       env=env, capture_output=True, text=True, timeout=300)
   assert ev.returncode == 0, ev.stdout + ev.stderr
@@ -273,9 +273,17 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   assert "above_reference" in result and result["above_reference"] is None
   assert "above real training images" not in ev.stdout
   assert "test label" in ev.stdout
-  # The grid shown is the one of the scored (best) epoch.
-  own_grid = workdir / "samples" / f"epoch-{best['epoch']:04d}.png"
-  assert f"samples: {own_grid}" in ev.stdout
+  # The grid shown is of the scored samples: the trained G's at the best
+  # epoch, not the weight average the training's grids show.
+  assert result["weight_average"] is False
+  assert f"samples: {workdir / 'evaluation.png'}" in ev.stdout
+  model = train_lib.restore(str(workdir), "best")[0]
+  picked = np.arange(100) * 20  # 100 of the 2,000, evenly spaced
+  scored = model.generate(2000, seed=0, average=False)[picked]
+  shown = images_lib.read_png(str(workdir / "evaluation.png"))
+  np.testing.assert_array_equal(shown, images_lib.grid(scored, rows=10))
+  average = model.generate(2000, seed=0, average=True)[picked]
+  assert not np.array_equal(shown, images_lib.grid(average, rows=10))
 
 
 def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
