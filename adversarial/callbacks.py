@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial import data as data_lib
 from adversarial import images as images_lib
 
 STATE_FILE = "state.json"
@@ -169,9 +170,8 @@ class SampleGrid(keras.callbacks.Callback):
 
   def picture(self) -> np.ndarray:
     samples = self.model.generate(self.rows * self.rows, seed=self.seed)
-    if self.output_activation == "tanh":
-      samples = (samples + 1.0) / 2.0
-    return images_lib.grid(samples, self.rows)
+    return images_lib.grid(
+        data_lib.to_unit_range(samples, self.output_activation), self.rows)
 
   def on_epoch_end(self, epoch, logs=None):
     picture = self.picture()

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from adversarial import data as data_lib
 from adversarial import quality as quality_lib
 
 PAPER_SIGMAS = tuple(float(s) for s in np.logspace(-1, 0, 10))
@@ -152,9 +153,8 @@ def parzen_estimate(samples: np.ndarray, validation: np.ndarray,
 def flatten_unit(images, output_activation: str = "sigmoid") -> np.ndarray:
   """Images in G's output range -> float32 [n, d] in [0, 1], the space the
   paper's estimate works in."""
-  x = np.asarray(images, np.float32)
-  if output_activation == "tanh":
-    x = (x + 1.0) / 2.0
+  x = data_lib.to_unit_range(np.asarray(images, np.float32),
+                             output_activation)
   return x.reshape(len(x), -1)
 
 
@@ -247,7 +247,6 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   import json
   import os
 
-  from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import train_lib
 

@@ -73,10 +73,10 @@ def interpolation_figure(model, pairs: int = 8, steps: int = 11,
       pairs, 2, -1)
   t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
   z = ((1 - t) * ends[:, :1] + t * ends[:, 1:]).reshape(pairs * steps, -1)
+  from adversarial import data as data_lib
   x = np.asarray(model.sampler(z, training=False))
-  if output_activation == "tanh":
-    x = (x + 1.0) / 2.0
-  return images_lib.grid(x, rows=pairs)
+  return images_lib.grid(data_lib.to_unit_range(x, output_activation),
+                         rows=pairs)
 
 
 def normal_pdf(x, mean, std):
