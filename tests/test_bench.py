@@ -84,6 +84,28 @@ def test_baseline_runs_without_xla_where_keras_would_pick_it(monkeypatch):
   assert model.jit_compile is False
 
 
+def test_matmul_peak_chain_is_sized_by_device(monkeypatch):
+  import tensorflow as tf
+  for gpus, size in (([], 1536), (["GPU:0"], 8192)):
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None, gpus=gpus: gpus if kind == "GPU"
+                        else [])
+    assert bench.matmul_size() == size
+  monkeypatch.undo()
+  # With no n given, the chain takes its size from matmul_size: eight
+  # [n, n] x [n, n] matmuls of 2 n^3 FLOP each, in the median time.
+  monkeypatch.setattr(bench, "matmul_size", lambda: 48)
+  ends = []
+
+  def median(fn, repeats):
+    ends.append(float(fn()))
+    return 0.5
+
+  monkeypatch.setattr(bench, "_median_seconds", median)
+  assert bench.matmul_peak() == 8 * 2 * 48**3 / 0.5
+  assert len(ends) == 1 and np.isfinite(ends[0]) and ends[0] > 0
+
+
 def test_bench_rows_for_each_precision(monkeypatch):
   import keras
   from adversarial import train_lib
