@@ -70,6 +70,28 @@ def sample_prior_rows(seeds, latent_dim: int, prior: str = "uniform"
   return rng.normal_rows(seeds, latent_dim)
 
 
+def check_batch_multiple(images, multiple: int, message: str) -> tf.Tensor:
+  """`images`, checked to hold a batch that is a multiple of `multiple`.
+
+  A batch size known while the step is traced is checked then, with a
+  ValueError that names it. An unknown one (a retraced step, a dataset's
+  partial last batch) is checked by an assert that the returned tensor
+  depends on, so that nothing computed from it runs first. XLA drops graph
+  asserts, so a compiled step does without that one.
+  """
+  if multiple == 1:
+    return images
+  count = images.shape[0]
+  if count is not None:
+    if count % multiple:
+      raise ValueError(f"{message}: got a batch of {count} images.")
+    return images
+  check = tf.debugging.assert_equal(tf.shape(images)[0] % multiple, 0,
+                                    message=message)
+  with tf.control_dependencies([check]):
+    return tf.identity(images)
+
+
 def pack_images(images, pack: int) -> tf.Tensor:
   """[n, H, W, C] -> [n / pack, H, W, pack * C]: images pack * i ...
   pack * i + pack - 1 stacked on the channel axis, in that order.
@@ -77,10 +99,9 @@ def pack_images(images, pack: int) -> tf.Tensor:
   n must be a multiple of `pack`.
   """
   height, width, channels = images.shape[1:]
-  tf.debugging.assert_equal(
-      tf.shape(images)[0] % pack, 0,
-      message=f"D judges packs of {pack} images; the minibatch size is not "
-      f"a multiple of {pack}")
+  images = check_batch_multiple(
+      images, pack, f"D judges packs of {pack} images; the minibatch size "
+      f"is not a multiple of {pack}")
   x = tf.reshape(images, [-1, pack, height, width, channels])
   x = tf.transpose(x, [0, 2, 3, 1, 4])
   return tf.reshape(x, [-1, height, width, pack * channels])
@@ -499,13 +520,11 @@ class GAN(keras.Model):
     return g_loss, fake_logits
 
   def _alternating_step(self, images, cond=None):
-    batch_size = tf.shape(images)[0]
-    tf.debugging.assert_equal(
-        batch_size % self.k, 0,
-        message=f"update='alternating' with k={self.k} takes batches of "
-        f"k * m images (k minibatches of m); the batch size is not a "
-        f"multiple of k")
-    m = batch_size // self.k
+    images = check_batch_multiple(
+        images, self.k, f"update='alternating' with k={self.k} takes "
+        f"batches of k * m images (k minibatches of m); the batch size is "
+        f"not a multiple of k")
+    m = tf.shape(images)[0] // self.k
     # Algorithm 1: k steps of D, each on its own minibatch and fresh z.
     for i in range(self.k):
       d_loss, real_logits, fake_logits = self.discriminator_step(

@@ -50,8 +50,39 @@ def test_alternating_takes_k_discriminator_steps_per_generator_step():
   gan.train_on_batch(images(12))
   assert int(gan.d_optimizer.iterations) == 3
   assert int(gan.g_optimizer.iterations) == 1
+  # A second batch size retraces the step with an unknown batch size, which
+  # the step's assert checks.
+  before = weights(gan)
   with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of k"):
     gan.train_on_batch(images(10))
+  assert not any(changed(before, weights(gan)))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_batch_not_a_multiple_of_k_or_pack_is_refused(jit_compile):
+  # A batch size known when the step is traced is refused then, also under
+  # XLA, which drops graph asserts.
+  gan = make_gan(update="alternating", k=3, jit_compile=jit_compile)
+  with pytest.raises(ValueError, match="k=3 .* got a batch of 10 images"):
+    gan.train_on_batch(images(10))
+  assert int(gan.d_optimizer.iterations) == 0
+  gan = make_gan(pack=2, jit_compile=jit_compile)
+  with pytest.raises(ValueError, match="packs of 2 .* got a batch of 9"):
+    gan.train_on_batch(images(9))
+  assert int(gan.d_optimizer.iterations) == 0
+
+
+def test_batch_of_unknown_size_is_checked_when_the_step_runs():
+  # A dataset's partial batch: the batch dimension is unknown when the step
+  # is traced, so the assert in the step refuses it, before any weight moves.
+  gan = make_gan(update="alternating", k=3, steps_per_execution=1)
+  ds = tf.data.Dataset.from_tensor_slices(images(10)).batch(12)
+  assert ds.element_spec.shape[0] is None
+  before = weights(gan)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="multiple of k"):
+    gan.fit(ds, epochs=1, verbose=0)
+  assert not any(changed(before, weights(gan)))
 
 
 def test_simultaneous_moves_both_nets_once_per_step():
