@@ -69,11 +69,11 @@ def interpolation_figure(model, pairs: int = 8, steps: int = 11,
                          ) -> np.ndarray:
   """Figure 3: one row per pair (z0, z1), G((1 - t) z0 + t z1) for t from 0
   to 1 in `steps` steps."""
+  from adversarial import data as data_lib
   ends = np.asarray(model.noise_for_seed(2 * pairs, seed)).reshape(
       pairs, 2, -1)
   t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
   z = ((1 - t) * ends[:, :1] + t * ends[:, 1:]).reshape(pairs * steps, -1)
-  from adversarial import data as data_lib
   x = np.asarray(model.sampler(z, training=False))
   return images_lib.grid(data_lib.to_unit_range(x, output_activation),
                          rows=pairs)
