@@ -76,7 +76,8 @@ def main(argv):
   q = result.get("quality")
   if q:
     print(f"Frechet distance (classifier features, samples vs test): "
-          f"{q['frechet_distance']:.2f} (train vs test: "
+          f"{q['frechet_distance']:.2f} (at the test set's class shares: "
+          f"{_number(q['frechet_distance_test_mix'])}; train vs test: "
           f"{q['frechet_distance_real']:.2f}); digits present: "
           f"{q['classes_present']}/10; class shares: {q['class_histogram']}")
     print(f"nearest training image, median distance: samples "
@@ -89,6 +90,11 @@ def main(argv):
   print(f"written to {result['path']}")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")
+
+
+def _number(value) -> str:
+  """A score with two decimals, or 'n/a' for one that is not defined."""
+  return "n/a" if value is None else f"{value:.2f}"
 
 
 def _checkpoint_name(result: dict) -> str:

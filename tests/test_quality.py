@@ -17,6 +17,42 @@ def test_frechet_distance_of_gaussians():
   assert quality.frechet_distance(a, wide) == pytest.approx(3.0, rel=0.05)
 
 
+def test_weighted_frechet_distance_sets_the_mix_right():
+  rng = np.random.default_rng(2)
+  shift = np.array([6.0, 0.0])
+  # a: 1,000 rows of one component and 3,000 of the other; b: 2,000 of each.
+  a = np.concatenate([rng.normal(size=(1000, 2)),
+                      rng.normal(size=(3000, 2)) + shift])
+  b = np.concatenate([rng.normal(size=(2000, 2)),
+                      rng.normal(size=(2000, 2)) + shift])
+  classes = np.repeat([0, 1], [1000, 3000])
+  weights = quality.class_mix_weights(classes, np.repeat([0, 1], 2000),
+                                      num_classes=2)
+  np.testing.assert_allclose(weights[:1000], 2.0)
+  np.testing.assert_allclose(weights[1000:], 2 / 3)
+  as_drawn = quality.frechet_distance(a, b)
+  assert as_drawn > 1.0
+  assert quality.frechet_distance(a, b, weights) < 0.05
+  # Integer weights count as repeated rows.
+  repeated = np.repeat(a, np.where(classes == 1, 2, 1), axis=0)
+  assert quality.frechet_distance(
+      a, b, np.where(classes == 1, 2.0, 1.0)) == pytest.approx(
+          quality.frechet_distance(repeated, b), rel=1e-3)
+  with pytest.raises(ValueError, match="weights_a of shape"):
+    quality.frechet_distance(a, b, weights[:10])
+  with pytest.raises(ValueError, match="non-negative"):
+    quality.frechet_distance(a, b, -weights)
+
+
+def test_class_mix_weights_refuse_a_missing_class():
+  assert quality.class_mix_weights(np.array([0, 0, 1]), np.array([0, 1, 2]),
+                                   num_classes=3) is None
+  # A class of the samples that the test set lacks gets weight 0.
+  weights = quality.class_mix_weights(np.array([0, 1, 2, 2]),
+                                      np.array([0, 1]), num_classes=3)
+  np.testing.assert_allclose(weights, [2.0, 2.0, 0.0, 0.0])
+
+
 def test_nearest_distances_match_brute_force():
   rng = np.random.default_rng(1)
   x, ref = rng.uniform(size=(30, 50)), rng.uniform(size=(70, 50))
@@ -55,6 +91,23 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   bad = quality.sample_quality(classifier, noise.astype(np.float32),
                                train.images, test.images, test.labels)
   assert bad.frechet_distance > 20 * real.frechet_distance
+
+  # Real digits in a skewed mix (every 1 of the test images' second half,
+  # a third of the 2s and 5s): worse as drawn, real again at the test
+  # set's class shares.
+  half, labels = test.images[5000:], test.labels[5000:]
+  keep = ((labels == 1) | ~np.isin(labels, (2, 5))
+          | (np.arange(len(labels)) % 3 == 0))
+  skewed = quality.sample_quality(classifier, unit(half[keep]),
+                                  train.images, test.images, test.labels)
+  assert skewed.frechet_distance > 1.5 * real.frechet_distance
+  assert skewed.frechet_distance_test_mix < 1.2 * real.frechet_distance
+  # No sample the classifier calls a 7: no weighting sets that mix right.
+  predicted = quality.predicted_classes(classifier, unit(half))
+  no_sevens = quality.sample_quality(classifier, unit(half[predicted != 7]),
+                                     train.images, test.images, test.labels)
+  assert np.isnan(no_sevens.frechet_distance_test_mix)
+  assert no_sevens.to_dict()["frechet_distance_test_mix"] is None
 
   copies = quality.sample_quality(classifier, unit(train.images[:2000]),
                                   train.images, test.images, test.labels)
