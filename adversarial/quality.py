@@ -12,7 +12,7 @@ on it), so the package also reports, for MNIST:
   * the same Frechet distance with the samples weighted to the test set's
     class shares. These features separate the digits, so a class mix off
     by a few points moves the distance as much as badly drawn digits do
-    (real training images drawn with 17% 1s and 7% 2s score about 3.4
+    (real training images drawn with 17% 1s and 7% 2s score 3.2-3.4
     against 0.7 in the test set's shares); the pair of distances tells the
     two apart;
   * a memorisation check: the distance from each sample to its nearest
@@ -199,7 +199,7 @@ class QualityResult:
 
 
 def class_mix_weights(sample_classes: np.ndarray, test_classes: np.ndarray,
-                     num_classes: int = 10) -> Optional[np.ndarray]:
+                      num_classes: int = 10) -> Optional[np.ndarray]:
   """A weight per sample, (test share / sample share) of its class, that
   gives the samples the test set's class shares; None when a class of the
   test set has no sample."""
