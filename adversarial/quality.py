@@ -198,15 +198,18 @@ class QualityResult:
             for f in dataclasses.fields(self) if f.name != "sample_classes"}
 
 
+def class_shares(classes: np.ndarray, num_classes: int = 10) -> np.ndarray:
+  """The share of each class among `classes` (ints), [num_classes]."""
+  return np.bincount(classes, minlength=num_classes) / len(classes)
+
+
 def class_mix_weights(sample_classes: np.ndarray, test_classes: np.ndarray,
                       num_classes: int = 10) -> Optional[np.ndarray]:
   """A weight per sample, (test share / sample share) of its class, that
   gives the samples the test set's class shares; None when a class of the
   test set has no sample."""
-  sample_share = np.bincount(sample_classes, minlength=num_classes) / len(
-      sample_classes)
-  test_share = np.bincount(test_classes, minlength=num_classes) / len(
-      test_classes)
+  sample_share = class_shares(sample_classes, num_classes)
+  test_share = class_shares(test_classes, num_classes)
   if ((test_share > 0) & (sample_share == 0)).any():
     return None
   ratio = np.divide(test_share, sample_share,
@@ -226,7 +229,7 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   f_test, l_test = features_and_logits(classifier, unit(test[:n]))
   f_train, _ = features_and_logits(classifier, unit(train[:n]))
   predicted = np.argmax(l_samples, axis=1)
-  hist = np.bincount(predicted, minlength=10) / len(predicted)
+  hist = class_shares(predicted)
   test_classes = (np.argmax(l_test, axis=1) if test_labels is None
                   else np.asarray(test_labels[:n]))
   weights = class_mix_weights(predicted, test_classes)
