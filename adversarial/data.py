@@ -22,6 +22,7 @@ import math
 import os
 from typing import Optional
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -91,6 +92,14 @@ def prepare(config: Config):
   if manual:
     download_config = tfds.download.DownloadConfig(
         manual_dir=config.tfds_manual_dir)
+  elif not builder.is_prepared():
+    # TFDS retries a failed download 10 times with a growing wait, about 3.5
+    # minutes in all, before it gives up: say so before it starts.
+    logging.warning(
+        "TFDS is downloading dataset %r into %s: this needs network access "
+        "(without it TFDS gives up after about 3.5 minutes of retries). "
+        "With the original files at hand, pass --tfds_manual_dir instead.",
+        config.dataset, config.tfds_data_dir or "~/tensorflow_datasets")
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # TFDS raises many kinds; all mean "no data".

@@ -124,3 +124,25 @@ def test_wrong_files_in_manual_dir_say_what_to_do(tmp_path):
                         tfds_manual_dir=str(manual))
   with pytest.raises(RuntimeError, match=r"(?s)could not prepare.*wrong checksum.*tfds_manual_dir"):
     data_lib.prepare(config)
+
+
+def test_a_download_is_announced_and_its_failure_says_what_to_do(
+    tmp_path, monkeypatch, caplog, mnist_dirs):
+  def no_network(self, *args, **kwargs):
+    raise ConnectionError("Failed to resolve 'www.cs.toronto.edu'")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      no_network)
+  config = small_config(dataset="cifar10", tfds_data_dir=str(tmp_path))
+  with caplog.at_level("WARNING"):
+    with pytest.raises(RuntimeError, match=r"(?s)could not prepare dataset "
+                       r"'cifar10'.*ConnectionError.*--tfds_manual_dir"):
+      data_lib.prepare(config)
+  assert "TFDS is downloading dataset 'cifar10'" in caplog.text
+  assert "3.5 minutes" in caplog.text
+  # Data already prepared is read with no download and no warning.
+  caplog.clear()
+  monkeypatch.undo()
+  prepared = small_config(dataset="mnist", tfds_data_dir=mnist_dirs[1])
+  with caplog.at_level("WARNING"):
+    assert data_lib.prepare(prepared).is_prepared()
+  assert "downloading" not in caplog.text
