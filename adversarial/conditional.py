@@ -91,6 +91,27 @@ class ConditionalGAN(GAN):
     class)."""
     return (np.arange(num_samples) * self.num_classes) // max(num_samples, 1)
 
+  def labels_in_shares(self, num_samples: int,
+                       shares: Sequence[float]) -> np.ndarray:
+    """Labels in blocks, class 0 first, with counts in proportion to
+    `shares` (largest remainders get the leftover samples).
+
+    Sampled with the training set's class shares, the model is a model of
+    p(x) = sum_c p(c) p(x | c), which is what an unconditional score such as
+    the Parzen estimate of the test images measures.
+    """
+    shares = np.asarray(shares, np.float64).reshape(-1)
+    if (len(shares) != self.num_classes or not np.isfinite(shares).all() or
+        (shares < 0).any() or shares.sum() <= 0):
+      raise ValueError(
+          f"shares={shares.tolist()} is not accepted: expected "
+          f"{self.num_classes} non-negative numbers with a positive sum.")
+    exact = num_samples * shares / shares.sum()
+    counts = np.floor(exact).astype(np.int64)
+    leftover = num_samples - counts.sum()
+    counts[np.argsort(counts - exact, kind="stable")[:leftover]] += 1
+    return np.repeat(np.arange(self.num_classes), counts)
+
   def generate(self, num_samples: int, seed: int = 0,
                batch_size: int = 1000, average: Optional[bool] = None,
                labels: Optional[Sequence[int]] = None) -> np.ndarray:

@@ -38,6 +38,11 @@ _REFERENCE = flags.DEFINE_bool(
     "reference", True, "Also score num_samples training images as if they "
     "were the samples, and print both estimates for each test label: where "
     "the generator loses its nats.")
+_CLASS_SHARES = flags.DEFINE_enum(
+    "class_shares", "uniform", ["uniform", "train"],
+    "For a conditional run: draw the samples for a block of each class "
+    "(uniform) or for labels in the training set's class shares (train), "
+    "which scores the model of p(x) = sum_c p(c) p(x | c).")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
@@ -52,7 +57,7 @@ def main(argv):
         num_test=_TEST.value, seed=_SEED.value, quality=_QUALITY.value,
         average={"default": None, "average": True,
                  "trained": False}[_GENERATOR.value],
-        reference=_REFERENCE.value,
+        reference=_REFERENCE.value, class_shares=_CLASS_SHARES.value,
         **cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None

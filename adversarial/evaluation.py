@@ -25,6 +25,9 @@ from adversarial import data as data_lib
 from adversarial import quality as quality_lib
 
 PAPER_SIGMAS = tuple(float(s) for s in np.logspace(-1, 0, 10))
+# How a conditional run's samples are labelled for scoring: a block of each
+# class, or in the training split's class shares.
+CLASS_SHARES = ("uniform", "train")
 
 
 @tf.function(reduce_retracing=True)
@@ -214,7 +217,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      tfds_data_dir: Optional[str] = None,
                      quality: bool = True,
                      average: Optional[bool] = None,
-                     reference: bool = True) -> dict:
+                     reference: bool = True,
+                     class_shares: str = "uniform") -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json`, with 100 of the scored samples, evenly
   spaced, in `<workdir>/evaluation.png`.
@@ -236,6 +240,10 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     reference: also score `num_samples` training images as if they were the
       samples (`reference` in the record): what the estimator gives the data
       G learns from, overall and for each test label (`by_class`).
+    class_shares: for a conditional run, the labels the samples are drawn
+      for: 'uniform' (`ConditionalGAN.default_labels`, a block per class)
+      or 'train' (in the training split's class shares: the model's
+      p(x) = sum_c p(c) p(x | c)).
 
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
@@ -259,6 +267,12 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
         f"the run's dataset {config.dataset!r} has val_split="
         f"{config.val_split!r} and test_split={config.test_split!r}: "
         f"expected both for a Parzen-window estimate.")
+  if class_shares not in CLASS_SHARES:
+    raise ValueError(f"class_shares={class_shares!r} is not accepted: "
+                     f"expected one of {', '.join(CLASS_SHARES)}.")
+  if class_shares != "uniform" and not config.conditional:
+    raise ValueError(f"class_shares={class_shares!r} is for conditional "
+                     f"runs; this run is not one: expected 'uniform'.")
   for name, value in (("num_samples", num_samples), ("num_val", num_val)):
     if value < 1:
       raise ValueError(f"{name}={value} is not accepted: expected a "
@@ -271,8 +285,20 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     labels = None if labels is None else labels[:num_test]
   unit = lambda x: flatten_unit(
       data_lib.to_model_range(x, config.g_output), config.g_output)
+  if reference or (quality and config.dataset == "mnist") or (
+      class_shares == "train"):
+    train_data = data_lib.load_array(config, config.train_split)
+    train = train_data.images
   # One set of samples serves the Parzen estimate and the quality scores.
-  generated = model.generate(num_samples, seed=seed, average=average)
+  if config.conditional:
+    requested = (model.default_labels(num_samples)
+                 if class_shares == "uniform" else model.labels_in_shares(
+                     num_samples, quality_lib.class_shares(
+                         train_data.labels, model.num_classes)))
+    generated = model.generate(num_samples, seed=seed, average=average,
+                               labels=requested)
+  else:
+    generated = model.generate(num_samples, seed=seed, average=average)
   samples = flatten_unit(generated, config.g_output)
   val, test = unit(val), unit(test)
   result = parzen_estimate(samples, val, test, sigmas,
@@ -280,8 +306,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
                 seed=seed, weight_average=model.ema_generator is not None
                 and average is not False)
-  if reference or (quality and config.dataset == "mnist"):
-    train = data_lib.load_array(config, config.train_split).images
+  if config.conditional:
+    result["class_shares"] = class_shares
   if reference:
     result["reference"] = parzen_estimate(
         unit(train[:num_samples]), val, test, sigmas,
@@ -296,7 +322,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     if config.conditional:
       predicted = scores.sample_classes
       result["conditional"] = conditional_accuracy(
-          predicted, model.default_labels(num_samples)[:len(predicted)])
+          predicted, requested[:len(predicted)])
   path = os.path.join(workdir, "evaluation.json")
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:

@@ -72,6 +72,26 @@ def test_default_labels_give_one_row_per_class_and_bad_labels_are_named():
     model.generate(3, labels=[1, 2])
 
 
+def test_labels_in_shares_follow_the_shares_in_blocks():
+  model = make()
+  shares = [0.5, 0.25, 0.25] + [0.0] * 7
+  np.testing.assert_array_equal(model.labels_in_shares(8, shares),
+                                [0, 0, 0, 0, 1, 1, 2, 2])
+  # Unnormalised shares; the leftover samples go to the largest remainders:
+  # 7 * (0.3, 0.3, 0.4) = (2.1, 2.1, 2.8) -> (2, 2, 3).
+  labels = model.labels_in_shares(7, [3, 3, 4] + [0] * 7)
+  np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2, 2])
+  mnist_like = np.random.default_rng(0).dirichlet(np.ones(10) * 20)
+  labels = model.labels_in_shares(10_000, mnist_like)
+  counts = np.bincount(labels, minlength=10)
+  assert counts.sum() == 10_000 and (np.diff(labels) >= 0).all()
+  assert np.abs(counts - 10_000 * mnist_like).max() < 1
+  for bad in ([0.5] * 9, [-0.1] + [0.2] * 9, [0.0] * 10, [np.nan] * 10):
+    with pytest.raises(ValueError, match="shares=.* is not accepted: "
+                       "expected 10 non-negative numbers"):
+      model.labels_in_shares(10, bad)
+
+
 def test_conditional_run_trains_checkpoints_and_exports_with_labels(tmp_path):
   config = small_config(conditional=True, epochs=1)
   workdir = str(tmp_path / "run")

@@ -78,6 +78,34 @@ def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
   np.testing.assert_array_equal(
       images.read_png(str(workdir / "evaluation.png")),
       images.grid(model.generate(1000, seed=0)[picked], rows=10))
+  # Scored as a model of p(x): labels in the training split's class shares.
+  out = run("adversarial.evaluate", [f"--workdir={workdir}",
+                                     "--num_samples=1000", "--num_test=1000",
+                                     "--class_shares=train"], mnist_dirs)
+  assert "recognised as the requested class" in out
+  result = json.loads((workdir / "evaluation.json").read_text())
+  assert result["class_shares"] == "train"
+  from adversarial import data, quality
+  config = train_lib.restore(str(workdir), "best")[1]
+  shares = quality.class_shares(
+      data.load_array(config, config.train_split).labels)
+  requested = model.labels_in_shares(1000, shares)
+  assert np.abs(np.bincount(requested) - 1000 * shares).max() < 1
+  assert (requested[picked] != model.default_labels(1000)[picked]).any()
+  np.testing.assert_array_equal(
+      images.read_png(str(workdir / "evaluation.png")),
+      images.grid(model.generate(1000, seed=0, labels=requested)[picked],
+                  rows=10))
+
+
+def test_class_shares_other_than_uniform_need_a_conditional_run(plain_run):
+  from adversarial import evaluation
+  with pytest.raises(ValueError, match="class_shares='train' is for "
+                     "conditional runs.*expected 'uniform'"):
+    evaluation.evaluate_workdir(str(plain_run), class_shares="train")
+  with pytest.raises(ValueError, match="class_shares='prior' is not "
+                     "accepted: expected one of uniform, train"):
+    evaluation.evaluate_workdir(str(plain_run), class_shares="prior")
 
 
 def test_masked_run_completes_digits(tmp_path, mnist_dirs):
