@@ -64,6 +64,9 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
       "ema_decay": (0.999, 0.0)}
   assert PRESETS["paper_mnist_ema_long"].differences(p) == {
       "ema_decay": (0.99997, 0.0), "ema_warmup": (True, False)}
+  assert PRESETS["conditional_mnist_long"].differences(p) == {
+      "conditional": (True, False), "d_hidden": ((480, 480), (240, 240)),
+      "ema_decay": (0.99997, 0.0), "ema_warmup": (True, False)}
 
 
 def test_unknown_preset_and_field():
