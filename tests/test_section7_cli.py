@@ -65,8 +65,10 @@ def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
   out = run("adversarial.evaluate", [f"--workdir={workdir}",
                                      "--num_samples=1000", "--num_test=1000"],
             mnist_dirs)
-  assert "recognised as the requested class" in out
+  assert ("drawn for a block of each class, recognised as the requested "
+          "class") in out
   result = json.loads((workdir / "evaluation.json").read_text())
+  assert result["class_shares"] == "uniform"
   assert len(result["conditional"]["per_class"]) == 10
   assert 0.0 <= result["conditional"]["accuracy"] <= 1.0
   # The grid of scored samples has a row per class: 10 of each block.
@@ -82,7 +84,7 @@ def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
   out = run("adversarial.evaluate", [f"--workdir={workdir}",
                                      "--num_samples=1000", "--num_test=1000",
                                      "--class_shares=train"], mnist_dirs)
-  assert "recognised as the requested class" in out
+  assert "drawn for the training set's class shares, recognised" in out
   result = json.loads((workdir / "evaluation.json").read_text())
   assert result["class_shares"] == "train"
   from adversarial import data, quality
