@@ -68,15 +68,34 @@ def interpolation_figure(model, pairs: int = 8, steps: int = 11,
                          seed: int = 0, output_activation: str = "sigmoid"
                          ) -> np.ndarray:
   """Figure 3: one row per pair (z0, z1), G((1 - t) z0 + t z1) for t from 0
-  to 1 in `steps` steps."""
+  to 1 in `steps` steps. A conditional model draws row r for class r mod
+  num_classes; a masked model fills in the whole image."""
   from adversarial import data as data_lib
   ends = np.asarray(model.noise_for_seed(2 * pairs, seed)).reshape(
       pairs, 2, -1)
   t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
   z = ((1 - t) * ends[:, :1] + t * ends[:, 1:]).reshape(pairs * steps, -1)
-  x = np.asarray(model.sampler(z, training=False))
+  x = np.asarray(sample_from_noise(model, z, np.repeat(np.arange(pairs),
+                                                       steps)))
   return images_lib.grid(data_lib.to_unit_range(x, output_activation),
                          rows=pairs)
+
+
+def sample_from_noise(model, z: np.ndarray, rows: np.ndarray) -> tf.Tensor:
+  """The sampling generator at the given z. A conditional model draws row
+  i for class rows[i] mod num_classes; a masked model fills in every
+  pixel (its `generate`)."""
+  from adversarial.conditional import ConditionalGAN
+  from adversarial.masked import MaskedGAN
+  z = tf.convert_to_tensor(z, tf.float32)
+  if isinstance(model, ConditionalGAN):
+    labels = np.asarray(rows) % model.num_classes
+    return model.sampler([z, model.one_hot(labels)], training=False)
+  if isinstance(model, MaskedGAN):
+    blank = tf.zeros((len(z),) + model.image_shape)
+    masks = tf.ones((len(z),) + model.image_shape[:2] + (1,))
+    return model._fill(model.sampler, z, blank, masks, False)
+  return model.sampler(z, training=False)
 
 
 def normal_pdf(x, mean, std):

@@ -81,3 +81,29 @@ def test_sample_figures(tmp_path):
   z = np.asarray(model.noise_for_seed(6, 0))
   first = np.asarray(model.generator(z[:1]))[0]
   np.testing.assert_allclose(strip[1:29, 1:29] / 255.0, first, atol=0.003)
+
+
+@pytest.mark.parametrize("kind", ["conditional", "masked"])
+def test_figures_of_conditional_and_masked_runs(tmp_path, kind):
+  workdir = str(tmp_path / "run")
+  config = small_config(epochs=1, g_init_scale=0.5, **{kind: True})
+  if kind == "masked":
+    config = config.override(mask_kinds="all")
+  train_lib.train(config, workdir, verbose=0, train_data=random_images(48))
+  model = train_lib.restore(workdir)[0]
+  strip = figures.interpolation_figure(model, pairs=3, steps=7)
+  assert strip.shape == (3 * 29 + 1, 7 * 29 + 1, 1)
+  # Row r starts at z[2r]: G draws it for class r (conditional) or fills in
+  # the whole image (masked), as `generate` does.
+  if kind == "conditional":
+    want = model.generate(6, seed=0, labels=[0, 0, 1, 1, 2, 2])
+    other = model.generate(6, seed=0, labels=[3] * 6)
+    assert np.abs(want[4] - other[4]).max() > 0.01
+  else:
+    want = model.generate(6, seed=0)
+  for row in range(3):
+    tile = strip[1 + 29 * row:29 * (row + 1), 1:29] / 255.0
+    np.testing.assert_allclose(tile, want[2 * row], atol=0.003)
+  paths = figures.write_figures(workdir, str(tmp_path / "figs"), toy_steps=0)
+  assert [os.path.basename(p) for p in paths] == [
+      "figure2_neighbours.png", "figure3_interpolation.png"]
