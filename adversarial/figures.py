@@ -11,6 +11,7 @@ writes
   figure2_neighbours.png   samples, each with its nearest training image
                            beside it (framed in yellow)
   figure3_interpolation.png  rows of G(z) along lines between pairs of z
+                           (a conditional run: one class a row)
 
 Figure 1 trains its own toy model (preset `toy_1d`); Figures 2 and 3 use the
 run in --workdir.
@@ -84,7 +85,7 @@ def interpolation_figure(model, pairs: int = 8, steps: int = 11,
 def sample_from_noise(model, z: np.ndarray, rows: np.ndarray) -> tf.Tensor:
   """The sampling generator at the given z. A conditional model draws row
   i for class rows[i] mod num_classes; a masked model fills in every
-  pixel (its `generate`)."""
+  pixel, as its `generate` does."""
   from adversarial.conditional import ConditionalGAN
   from adversarial.masked import MaskedGAN
   z = tf.convert_to_tensor(z, tf.float32)
