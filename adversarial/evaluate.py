@@ -89,11 +89,9 @@ def main(argv):
           f"{q['nn_sample_median']:.2f}, test images {q['nn_test_median']:.2f}")
   c = result.get("conditional")
   if c:
-    drawn = {"uniform": "a block of each class",
-             "train": "the training set's class shares"}
     print(f"conditional samples, drawn for "
-          f"{drawn[result['class_shares']]}, recognised as the requested "
-          f"class: {100 * c['accuracy']:.1f}% (per class: "
+          f"{evaluation.CLASS_SHARES[result['class_shares']]}, recognised "
+          f"as the requested class: {100 * c['accuracy']:.1f}% (per class: "
           f"{' '.join(f'{100 * a:.0f}' for a in c['per_class'])})")
   print(f"written to {result['path']}")
   if result.get("samples_png"):

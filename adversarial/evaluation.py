@@ -25,9 +25,10 @@ from adversarial import data as data_lib
 from adversarial import quality as quality_lib
 
 PAPER_SIGMAS = tuple(float(s) for s in np.logspace(-1, 0, 10))
-# How a conditional run's samples are labelled for scoring: a block of each
-# class, or in the training split's class shares.
-CLASS_SHARES = ("uniform", "train")
+# How a conditional run's samples are labelled for scoring, and what each
+# way draws.
+CLASS_SHARES = {"uniform": "a block of each class",
+                "train": "the training set's class shares"}
 
 
 @tf.function(reduce_retracing=True)
