@@ -200,13 +200,16 @@ class ParzenMonitor(keras.callbacks.Callback):
   so far. Evaluation and export use that checkpoint by default: the sister
   conditional-GAN paper stopped at the best validation log-likelihood. A
   model with a weight average is scored on it, and the trained G's score is
-  logged beside it as `val_parzen_raw`.
+  logged beside it as `val_parzen_raw`. A conditional model's samples are
+  drawn for `labels` when given (`ConditionalGAN.default_labels` when not).
   """
 
   def __init__(self, validation: np.ndarray, checkpoint_dir: str,
                num_samples: int = 10_000, seed: int = 0,
-               output_activation: str = "sigmoid"):
+               output_activation: str = "sigmoid",
+               labels: Optional[np.ndarray] = None):
     super().__init__()
+    self.labels = labels
     self.validation = validation
     self.checkpoint_dir = checkpoint_dir
     self.num_samples = num_samples
@@ -217,7 +220,7 @@ class ParzenMonitor(keras.callbacks.Callback):
     from adversarial import evaluation
     score, sigma = evaluation.validation_monitor_score(
         self.model, self.validation, self.num_samples, self.seed,
-        self.output_activation)
+        self.output_activation, labels=self.labels)
     if logs is not None:
       logs["val_parzen"] = score
       logs["val_sigma"] = sigma
@@ -225,7 +228,7 @@ class ParzenMonitor(keras.callbacks.Callback):
         # The trained G beside its weight average, which `score` is of.
         logs["val_parzen_raw"], _ = evaluation.validation_monitor_score(
             self.model, self.validation, self.num_samples, self.seed,
-            self.output_activation, average=False)
+            self.output_activation, average=False, labels=self.labels)
     best = read_best(self.checkpoint_dir)
     if math.isfinite(score) and (best is None or score > best["val_parzen"]):
       os.makedirs(self.checkpoint_dir, exist_ok=True)

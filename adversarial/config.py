@@ -99,6 +99,15 @@ class Config:
   # mask; S is drawn for each example from `mask_kinds` (comma-separated
   # MASK_KINDS).
   conditional: bool = False
+  # Clusters instead of labels (`conditional=True`, 0: the dataset's labels):
+  # c is the k-means cluster of a training image in pixel space, found
+  # without the labels (`data.ClusterPrior`), and is drawn in the clusters'
+  # shares of the training split. The model of p(x) = sum_c p(c) p(x | c)
+  # then learns from images alone, as Table 1's models do, while the share
+  # of each cluster among its samples is fixed by the data rather than left
+  # to G (a self-conditioned GAN, Liu et al., 2020, with the clusters found
+  # once).
+  clusters: int = 0
   masked: bool = False
   mask_kinds: str = "pixels,block,half,all"
   # Exponential moving average of G's weights, used for sampling, scoring and
@@ -258,6 +267,16 @@ class Config:
             f"{f' and k={self.k}' if slices > 1 else ''}: expected a pack "
             f"size that divides each of D's minibatches "
             f"(batch_size / k images).")
+    if (not isinstance(self.clusters, int) or isinstance(self.clusters, bool)
+        or self.clusters < 0 or self.clusters == 1):
+      raise ConfigError(
+          f"clusters={self.clusters!r} is not accepted: expected 0 (the "
+          f"dataset's labels) or an integer >= 2.")
+    if self.clusters and not self.conditional:
+      raise ConfigError(
+          f"clusters={self.clusters} is not accepted with conditional=False: "
+          f"expected conditional=True (the clusters are the condition c), "
+          f"or clusters=0.")
     if self.conditional and self.masked:
       raise ConfigError(
           "conditional=True and masked=True are not accepted together: "
@@ -379,6 +398,14 @@ PRESETS: dict[str, Config] = {
     # do not. Its validation score levelled off from about epoch 300.
     "conditional_mnist_long": dataclasses.replace(
         PAPER_MNIST, conditional=True, d_hidden=(480, 480),
+        ema_decay=0.99997, ema_warmup=True, epochs=400),
+    # `conditional_mnist_long` with the labels replaced by 50 k-means
+    # clusters of the training images in pixel space (`clusters`), drawn in
+    # their training shares: a model of p(x) learnt from the images alone,
+    # like Table 1's models, with the mix of its samples set by the clusters
+    # rather than left to G (REPRODUCTION.md).
+    "clustered_mnist_long": dataclasses.replace(
+        PAPER_MNIST, conditional=True, clusters=50, d_hidden=(480, 480),
         ema_decay=0.99997, ema_warmup=True, epochs=400),
     # Section 7's masked model: every conditional p(x_S | x_not-S) of MNIST
     # digits in one net, trained with random pixel, block and half masks.

@@ -157,6 +157,123 @@ def num_classes(config: Config) -> int:
   return int(getattr(features["label"], "num_classes", 0) or 0)
 
 
+CLUSTERS_FILE = "clusters.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterPrior:
+  """Clusters of the training images found without their labels: k-means
+  centres in pixel space ([0, 1] pixels, flattened) and each cluster's share
+  of the training split, p(c) of a model conditioned on clusters
+  (`config.clusters`).
+
+  Attributes:
+    centres: float64 [k, d].
+    shares: float64 [k], summing to 1.
+  """
+  centres: np.ndarray
+  shares: np.ndarray
+
+  @property
+  def k(self) -> int:
+    return len(self.centres)
+
+  def assign(self, images: np.ndarray, chunk: int = 10_000) -> np.ndarray:
+    """The nearest centre of each image (uint8 [N, ...] pixels): int64 [N]."""
+    return _nearest(_flat_unit(images), self.centres, chunk)
+
+  def save(self, path: str) -> None:
+    """Writes the centres and shares under a temporary name, renamed into
+    place."""
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, centres=self.centres, shares=self.shares)
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: str) -> "ClusterPrior":
+    if not os.path.exists(path):
+      raise FileNotFoundError(
+          f"{path!r} does not exist: expected the clusters a run with "
+          f"clusters > 0 writes into its work directory when it starts.")
+    with np.load(path) as f:
+      return cls(f["centres"], f["shares"])
+
+
+def _flat_unit(images: np.ndarray) -> np.ndarray:
+  """uint8 images -> float64 [N, d] in [0, 1]."""
+  return np.asarray(images, np.float64).reshape(len(images), -1) / 255.0
+
+
+def _nearest(points: np.ndarray, centres: np.ndarray, chunk: int = 10_000
+             ) -> np.ndarray:
+  centre_sq = (centres * centres).sum(axis=1)
+  out = []
+  for i in range(0, len(points), chunk):
+    x = points[i:i + chunk]
+    # ||x||^2 is the same for every centre, so it does not change the argmin.
+    out.append(np.argmin(centre_sq[None, :] - 2.0 * x @ centres.T, axis=1))
+  return np.concatenate(out).astype(np.int64) if out else np.zeros(
+      [0], np.int64)
+
+
+def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100
+           ) -> np.ndarray:
+  """Lloyd's k-means with k-means++ seeding (Arthur & Vassilvitskii, 2007).
+
+  Args:
+    points: float [N, d].
+    k: clusters, 2 <= k <= N.
+    seed: seed of the k-means++ draws; the same seed gives the same centres.
+    iterations: at most this many Lloyd steps (it stops earlier when no
+      point changes cluster).
+
+  Returns:
+    float64 [k, d] centres. A cluster that loses all its points keeps its
+    centre.
+  """
+  points = np.asarray(points, np.float64)
+  n = len(points)
+  if not 2 <= k <= n:
+    raise ValueError(f"k={k} is not accepted for {n} points: expected "
+                     f"2 <= k <= {n}.")
+  rng = np.random.default_rng(seed)
+  sq = (points * points).sum(axis=1)
+  centres = np.empty([k, points.shape[1]])
+  centres[0] = points[rng.integers(n)]
+  d2 = np.maximum(sq - 2.0 * points @ centres[0] + centres[0] @ centres[0],
+                  0.0)
+  for j in range(1, k):
+    # Each new centre is drawn with probability proportional to the squared
+    # distance to the nearest centre so far.
+    total = d2.sum()
+    i = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+    centres[j] = points[i]
+    d2 = np.minimum(d2, np.maximum(
+        sq - 2.0 * points @ centres[j] + centres[j] @ centres[j], 0.0))
+  assigned = None
+  for _ in range(iterations):
+    new = _nearest(points, centres)
+    if assigned is not None and np.array_equal(new, assigned):
+      break
+    assigned = new
+    members = np.zeros([n, k])
+    members[np.arange(n), assigned] = 1.0
+    counts = members.sum(axis=0)
+    sums = members.T @ points
+    filled = counts > 0
+    centres[filled] = sums[filled] / counts[filled, None]
+  return centres
+
+
+def cluster_prior(config: Config, data: ArrayData) -> ClusterPrior:
+  """`config.clusters` k-means clusters of the training images, seeded by
+  `config.seed`; the labels, if any, are not read."""
+  points = _flat_unit(data.images)
+  centres = kmeans(points, config.clusters, seed=config.seed)
+  counts = np.bincount(_nearest(points, centres), minlength=config.clusters)
+  return ClusterPrior(centres, counts / counts.sum())
+
+
 def to_model_range(images, output_activation: str):
   """uint8 pixels (or toy floats) -> float32 in G's output range."""
   if images.dtype not in (tf.uint8, np.uint8):

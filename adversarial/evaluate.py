@@ -39,10 +39,11 @@ _REFERENCE = flags.DEFINE_bool(
     "were the samples, and print both estimates for each test label: where "
     "the generator loses its nats.")
 _CLASS_SHARES = flags.DEFINE_enum(
-    "class_shares", "uniform", ["uniform", "train"],
+    "class_shares", None, ["uniform", "train"],
     "For a conditional run: draw the samples for a block of each class "
     "(uniform) or for labels in the training set's class shares (train), "
-    "which scores the model of p(x) = sum_c p(c) p(x | c).")
+    "which scores the model of p(x) = sum_c p(c) p(x | c). Default: train "
+    "for a run conditioned on clusters, uniform for labels.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
@@ -87,6 +88,11 @@ def main(argv):
           f"{q['classes_present']}/10; class shares: {q['class_histogram']}")
     print(f"nearest training image, median distance: samples "
           f"{q['nn_sample_median']:.2f}, test images {q['nn_test_median']:.2f}")
+  if result.get("clusters"):
+    drawn = ("their training shares" if result["class_shares"] == "train"
+             else "a block of each")
+    print(f"samples drawn for the run's {result['clusters']} k-means "
+          f"clusters of the training images, in {drawn}")
   c = result.get("conditional")
   if c:
     print(f"conditional samples, drawn for "

@@ -166,13 +166,16 @@ def validation_monitor_score(model, validation: np.ndarray,
                              num_samples: int, seed: int,
                              output_activation: str = "sigmoid",
                              sigmas: Sequence[float] = PAPER_SIGMAS,
-                             average: Optional[bool] = None
+                             average: Optional[bool] = None,
+                             labels: Optional[np.ndarray] = None
                              ) -> tuple[float, float]:
   """The per-epoch validation score: (best mean log-likelihood, its sigma).
 
-  `average` picks the generator as `GAN.generate` does."""
+  `average` picks the generator as `GAN.generate` does; `labels`, when
+  given, are a conditional model's labels of the samples."""
+  extra = {} if labels is None else {"labels": labels}
   samples = flatten_unit(
-      model.generate(num_samples, seed=seed, average=average),
+      model.generate(num_samples, seed=seed, average=average, **extra),
       output_activation)
   sigma, table = select_sigma(validation, samples, sigmas, dtype=np.float32)
   return table[sigma], sigma
@@ -219,7 +222,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      quality: bool = True,
                      average: Optional[bool] = None,
                      reference: bool = True,
-                     class_shares: str = "uniform") -> dict:
+                     class_shares: Optional[str] = None) -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json`, with 100 of the scored samples, evenly
   spaced, in `<workdir>/evaluation.png`.
@@ -244,7 +247,9 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     class_shares: for a conditional run, the labels the samples are drawn
       for: 'uniform' (`ConditionalGAN.default_labels`, a block per class)
       or 'train' (in the training split's class shares: the model's
-      p(x) = sum_c p(c) p(x | c)).
+      p(x) = sum_c p(c) p(x | c)). None: 'train' for a run conditioned on
+      clusters (`config.clusters`, whose shares are those it found),
+      'uniform' for any other.
 
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
@@ -268,6 +273,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
         f"the run's dataset {config.dataset!r} has val_split="
         f"{config.val_split!r} and test_split={config.test_split!r}: "
         f"expected both for a Parzen-window estimate.")
+  if class_shares is None:
+    class_shares = "train" if config.clusters else "uniform"
   if class_shares not in CLASS_SHARES:
     raise ValueError(f"class_shares={class_shares!r} is not accepted: "
                      f"expected one of {', '.join(CLASS_SHARES)}.")
@@ -287,15 +294,18 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   unit = lambda x: flatten_unit(
       data_lib.to_model_range(x, config.g_output), config.g_output)
   if reference or (quality and config.dataset == "mnist") or (
-      class_shares == "train"):
+      class_shares == "train" and not config.clusters):
     train_data = data_lib.load_array(config, config.train_split)
     train = train_data.images
   # One set of samples serves the Parzen estimate and the quality scores.
   if config.conditional:
-    requested = (model.default_labels(num_samples)
-                 if class_shares == "uniform" else model.labels_in_shares(
-                     num_samples, quality_lib.class_shares(
-                         train_data.labels, model.num_classes)))
+    if class_shares == "uniform":
+      requested = model.default_labels(num_samples)
+    else:
+      shares = (train_lib.cluster_prior(workdir).shares if config.clusters
+                else quality_lib.class_shares(train_data.labels,
+                                              model.num_classes))
+      requested = model.labels_in_shares(num_samples, shares)
     generated = model.generate(num_samples, seed=seed, average=average,
                                labels=requested)
   else:
@@ -309,6 +319,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                 and average is not False)
   if config.conditional:
     result["class_shares"] = class_shares
+    result["clusters"] = config.clusters
   if reference:
     result["reference"] = parzen_estimate(
         unit(train[:num_samples]), val, test, sigmas,
@@ -320,7 +331,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     scores = quality_lib.sample_quality(
         classifier, images, train, test_data.images, test_data.labels)
     result["quality"] = scores.to_dict()
-    if config.conditional:
+    if config.conditional and not config.clusters:
+      # Only labels name digits the classifier can recognise.
       predicted = scores.sample_classes
       result["conditional"] = conditional_accuracy(
           predicted, requested[:len(predicted)])

@@ -203,7 +203,7 @@ def train(config: Config, workdir: str, verbose="auto",
   means = (data_lib.pixel_means(train_data, config.g_output)
            if config.architecture == "mlp" and len(image_shape) == 3
            else None)
-  classes = data_lib.num_classes(config) if config.conditional else 0
+  classes = condition_classes(config)
   strategy = strategy or make_strategy(config.strategy)
   if config.batch_size % strategy.num_replicas_in_sync:
     raise ConfigError(
@@ -220,11 +220,23 @@ def train(config: Config, workdir: str, verbose="auto",
   if state is not None:
     model.load_weights(state["weights"])
     initial_epoch = int(state["epoch"])
+  prior = None
+  if config.clusters:
+    # The clusters stand in for the labels. Found once, at the first start,
+    # and read back on resume; every worker finds the same ones (the same
+    # seed and data).
+    path = os.path.join(workdir, data_lib.CLUSTERS_FILE)
+    prior = (data_lib.ClusterPrior.load(path) if os.path.exists(path)
+             else data_lib.cluster_prior(config, train_data))
+    train_data = dataclasses.replace(
+        train_data, labels=prior.assign(train_data.images))
   # Written after the checks and the restore: a failed start leaves the
   # directory as it was.
   if chief:
     with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
       f.write(config.to_json())
+    if prior is not None:
+      prior.save(os.path.join(workdir, data_lib.CLUSTERS_FILE))
   if initial_epoch >= config.epochs:
     return TrainResult(model, {}, initial_epoch, initial_epoch)
 
@@ -243,7 +255,11 @@ def train(config: Config, workdir: str, verbose="auto",
                 validation.images[:config.monitor_val_examples],
                 config.g_output), config.g_output),
         checkpoint_dir, config.monitor_samples, seed=config.seed + 1,
-        output_activation=config.g_output))
+        output_activation=config.g_output,
+        # A model conditioned on clusters is scored as the model of p(x) it
+        # is: its samples drawn in the clusters' shares.
+        labels=None if prior is None else model.labels_in_shares(
+            config.monitor_samples, prior.shares)))
   run_callbacks += [
       callbacks_lib.EpochCheckpoint(checkpoint_dir,
                                     keep=config.checkpoints_to_keep),
@@ -347,11 +363,25 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
                             f"the work directory of a training run.")
   config = load_config(workdir)
   record = resolve_checkpoint(workdir, checkpoint)
-  classes = data_lib.num_classes(config) if config.conditional else 0
+  classes = condition_classes(config)
   model = build_model(config, image_shape(config), None, steps=1,
                       num_classes=classes)
   model.load_weights(record["weights"])
   return model, config, record
+
+
+def condition_classes(config: Config) -> int:
+  """Values of a conditional model's c: `config.clusters`, or the dataset's
+  labels; 0 for an unconditional model."""
+  if not config.conditional:
+    return 0
+  return config.clusters or data_lib.num_classes(config)
+
+
+def cluster_prior(workdir: str) -> data_lib.ClusterPrior:
+  """The clusters a run with `clusters` > 0 found when it started."""
+  return data_lib.ClusterPrior.load(
+      os.path.join(workdir, data_lib.CLUSTERS_FILE))
 
 
 def image_shape(config: Config) -> tuple:

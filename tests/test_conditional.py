@@ -134,3 +134,53 @@ def test_conditional_config_is_checked():
     small_config(conditional=True, masked=True).validate()
   with pytest.raises(ConfigError, match="toy_gaussian"):
     small_config(conditional=True, dataset="toy_gaussian").validate()
+
+
+def test_clustered_run_trains_on_clusters_and_resumes_with_them(
+    tmp_path, monkeypatch):
+  from adversarial import data as data_lib
+  config = small_config(conditional=True, clusters=3, epochs=1)
+  workdir = str(tmp_path / "run")
+  seen = []
+  real_dataset = data_lib.train_dataset
+
+  def spy(cfg, data, initial_epoch=0):
+    seen.append(data.labels)
+    return real_dataset(cfg, data, initial_epoch)
+
+  monkeypatch.setattr(data_lib, "train_dataset", spy)
+  train_data = random_images(48)
+  result = train_lib.train(config, workdir, verbose=0, train_data=train_data)
+  prior = train_lib.cluster_prior(workdir)
+  assert prior.k == 3 and result.model.num_classes == 3
+  # G and D saw the clusters, not the dataset's labels.
+  np.testing.assert_array_equal(seen[0], prior.assign(train_data.images))
+  assert not np.array_equal(seen[0], train_data.labels)
+  restored = train_lib.restore(workdir, "last")[0]
+  assert restored.num_classes == 3
+  # A resumed run reads the clusters it found at the start.
+
+  def no_search(*args, **kwargs):
+    raise AssertionError("the clusters were searched for again")
+
+  monkeypatch.setattr(data_lib, "cluster_prior", no_search)
+  train_lib.train(config.override(epochs=2), workdir, verbose=0,
+                  train_data=train_data)
+  np.testing.assert_array_equal(seen[1], seen[0])
+  assert train_lib.restore(workdir, "last")[2]["epoch"] == 2
+
+
+def test_monitor_scores_samples_drawn_for_the_given_labels():
+  model = make()
+  val = np.random.default_rng(0).random((20, 784)).astype(np.float32)
+  labels = np.repeat([2, 7], 50)
+  got = evaluation.validation_monitor_score(model, val, 100, seed=1,
+                                            labels=labels)
+  samples = evaluation.flatten_unit(
+      model.generate(100, seed=1, labels=labels), "sigmoid")
+  sigma, table = evaluation.select_sigma(val, samples,
+                                         evaluation.PAPER_SIGMAS,
+                                         dtype=np.float32)
+  assert got == (table[sigma], sigma)
+  assert got[0] != evaluation.validation_monitor_score(model, val, 100,
+                                                       seed=1)[0]

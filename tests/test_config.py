@@ -35,6 +35,10 @@ BAD = [
     (dict(pack=2, conditional=True), "pack=2 is not accepted with "
      "conditional=True"),
     (dict(pack=2, masked=True), "pack=2 is not accepted with masked=True"),
+    (dict(conditional=True, clusters=1), r"clusters=1 .*integer >= 2"),
+    (dict(conditional=True, clusters=-4), r"clusters=-4 .*integer >= 2"),
+    (dict(clusters=10), "clusters=10 is not accepted with conditional=False"
+     ": expected conditional=True"),
 ]
 
 
@@ -67,6 +71,9 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
   assert PRESETS["conditional_mnist_long"].differences(p) == {
       "conditional": (True, False), "d_hidden": ((480, 480), (240, 240)),
       "ema_decay": (0.99997, 0.0), "ema_warmup": (True, False)}
+  # The same model with clusters in place of the labels.
+  assert PRESETS["clustered_mnist_long"].differences(
+      PRESETS["conditional_mnist_long"]) == {"clusters": (50, 0)}
 
 
 def test_unknown_preset_and_field():

@@ -146,3 +146,58 @@ def test_a_download_is_announced_and_its_failure_says_what_to_do(
   with caplog.at_level("WARNING"):
     assert data_lib.prepare(prepared).is_prepared()
   assert "downloading" not in caplog.text
+
+
+def _blobs(seed=0, per_blob=40):
+  """Images of four well-separated kinds: each kind lights a different
+  quarter of the image, with noise on top."""
+  rng = np.random.default_rng(seed)
+  images, kinds = [], []
+  for kind in range(4):
+    base = np.zeros((28, 28), np.float64)
+    base[(kind // 2) * 14:(kind // 2) * 14 + 14,
+         (kind % 2) * 14:(kind % 2) * 14 + 14] = 200
+    noise = rng.integers(0, 50, size=(per_blob, 28, 28))
+    images.append((base + noise).astype(np.uint8)[..., None])
+    kinds += [kind] * per_blob
+  order = rng.permutation(4 * per_blob)
+  return np.concatenate(images)[order], np.array(kinds)[order]
+
+
+def test_kmeans_finds_separated_kinds_and_repeats_with_its_seed():
+  images, kinds = _blobs()
+  points = images.reshape(len(images), -1) / 255.0
+  centres = data_lib.kmeans(points, 4, seed=7)
+  prior = data_lib.ClusterPrior(centres, np.full(4, 0.25))
+  assigned = prior.assign(images)
+  # Each kind is one cluster and each cluster one kind.
+  for kind in range(4):
+    assert len(set(assigned[kinds == kind])) == 1
+  assert len(set(assigned)) == 4
+  np.testing.assert_array_equal(data_lib.kmeans(points, 4, seed=7), centres)
+  assert not np.array_equal(data_lib.kmeans(points, 4, seed=8), centres)
+  with pytest.raises(ValueError, match=r"k=1 is not accepted for 160 "
+                     r"points: expected 2 <= k <= 160"):
+    data_lib.kmeans(points, 1, seed=0)
+
+
+def test_cluster_prior_ignores_labels_and_round_trips(tmp_path):
+  images, kinds = _blobs(per_blob=30)
+  config = small_config(conditional=True, clusters=4, seed=5)
+  prior = data_lib.cluster_prior(config, data_lib.ArrayData(images, kinds))
+  # The labels play no part: shuffled or absent, the same clusters.
+  again = data_lib.cluster_prior(
+      config, data_lib.ArrayData(images, np.random.default_rng(0).permutation(
+          kinds)))
+  np.testing.assert_array_equal(again.centres, prior.centres)
+  np.testing.assert_array_equal(
+      data_lib.cluster_prior(config, data_lib.ArrayData(images)).centres,
+      prior.centres)
+  np.testing.assert_allclose(prior.shares, np.full(4, 0.25))
+  path = str(tmp_path / data_lib.CLUSTERS_FILE)
+  prior.save(path)
+  loaded = data_lib.ClusterPrior.load(path)
+  np.testing.assert_array_equal(loaded.centres, prior.centres)
+  np.testing.assert_array_equal(loaded.shares, prior.shares)
+  with pytest.raises(FileNotFoundError, match="clusters > 0"):
+    data_lib.ClusterPrior.load(str(tmp_path / "none.npz"))

@@ -122,3 +122,30 @@ def test_masked_run_completes_digits(tmp_path, mnist_dirs):
   assert set(result["scores"]) == {"bottom_half", "right_half", "block"}
   for kind in result["scores"]:
     assert (workdir / "completion" / f"{kind}.png").exists()
+
+
+def test_clustered_run_is_scored_in_its_clusters_shares(tmp_path, mnist_dirs):
+  workdir = tmp_path / "clustered"
+  run("adversarial.train", [f"--workdir={workdir}", "--conditional",
+                            "--set=clusters=4",
+                            "--set=train_split=train[:2000]", *TINY],
+      mnist_dirs)
+  from adversarial import evaluation, images, train_lib
+  prior = train_lib.cluster_prior(str(workdir))
+  assert prior.k == 4 and abs(prior.shares.sum() - 1) < 1e-9
+  manual, data_dir = mnist_dirs
+  result = evaluation.evaluate_workdir(
+      str(workdir), num_samples=1000, num_test=1000, reference=False,
+      tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  # By default the model of p(x): clusters drawn in their training shares.
+  assert result["class_shares"] == "train" and result["clusters"] == 4
+  # Cluster numbers are not digits: no recognition score.
+  assert "conditional" not in result and "quality" in result
+  model = train_lib.restore(str(workdir), "best")[0]
+  requested = model.labels_in_shares(1000, prior.shares)
+  picked = np.arange(100) * 10
+  assert (requested[picked] != model.default_labels(1000)[picked]).any()
+  np.testing.assert_array_equal(
+      images.read_png(result["samples_png"]),
+      images.grid(model.generate(1000, seed=0, labels=requested)[picked],
+                  rows=10))
