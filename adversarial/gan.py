@@ -70,6 +70,17 @@ def sample_prior_rows(seeds, latent_dim: int, prior: str = "uniform"
   return rng.normal_rows(seeds, latent_dim)
 
 
+def sample_label_rows(seeds, shares) -> tf.Tensor:
+  """int64 labels [len(seeds)], label i drawn from the distribution `shares`
+  (k non-negative numbers) by seeds[i] alone, on a stream apart from z's:
+  the condition of a served model of p(x) = sum_c p(c) p(x | c)."""
+  shares = tf.constant(np.asarray(shares, np.float64) / np.sum(shares),
+                       tf.float64)
+  bounds = tf.cast(tf.math.cumsum(shares)[:-1], tf.float32)
+  u = rng.uniform_rows(seeds, 1, stream=1)[:, 0]
+  return tf.searchsorted(bounds, u, side="right", out_type=tf.int64)
+
+
 def check_batch_multiple(images, multiple: int, message: str) -> tf.Tensor:
   """`images`, checked to hold a batch that is a multiple of `multiple`.
 

@@ -74,12 +74,13 @@ def _to_unit(bits):
 
 
 def uniform_rows(seeds, width: int, minval: float = 0.0,
-                 maxval: float = 1.0) -> tf.Tensor:
+                 maxval: float = 1.0, stream: int = 0) -> tf.Tensor:
   """[len(seeds), width] uniforms; row i equals
-  `uniform([1, width], [seeds[i], 0])`."""
+  `uniform([1, width], [seeds[i], stream])`. Different streams of one seed
+  are independent draws."""
   seeds = tf.reshape(tf.cast(seeds, tf.int64), [-1, 1])
   counter = tf.range(width, dtype=tf.int64)[None, :]
-  return minval + (maxval - minval) * _to_unit(_bits(seeds, 0, counter))
+  return minval + (maxval - minval) * _to_unit(_bits(seeds, stream, counter))
 
 
 def normal_rows(seeds, width: int) -> tf.Tensor:

@@ -16,6 +16,10 @@ The export holds the generator alone, in TF Serving's layout
 A conditional model's export (`--conditional`) takes one more input in every
 signature, `labels` int64 [batch]: the class of each image. A label outside
 [0, num_classes) fails the request with a message that names the range.
+A model conditioned on clusters (`clusters` > 0) is a model of p(x): its
+`sample` and `sample_png` take the seed alone and draw each image's cluster
+from the clusters' training shares with it (`gan.sample_label_rows`), while
+`serving_default` takes z and the cluster as `labels`.
 
 `assets.extra/tf_serving_warmup_requests` holds one PredictionLog per
 signature, which TF Serving replays before it takes traffic. The training
@@ -51,7 +55,8 @@ class _GeneratorModule(tf.Module):
   """The generator with its serving signatures."""
 
   def __init__(self, generator, latent_dim: int, prior: str,
-               output_activation: str, num_classes: int = 0):
+               output_activation: str, num_classes: int = 0,
+               label_shares: Optional[np.ndarray] = None):
     super().__init__(name="generator_module")
     from adversarial.gan import sample_prior_rows
     self.generator = generator
@@ -61,18 +66,22 @@ class _GeneratorModule(tf.Module):
     self._prior = prior
     self._output_activation = output_activation
     self._rows = sample_prior_rows
+    self._label_shares = label_shares
 
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
     seed_spec = tf.TensorSpec([None], tf.int64, name="seed")
-    specs = lambda first: [first]
+    specs = seed_specs = lambda first: [first]
     if num_classes:
       label_spec = tf.TensorSpec([None], tf.int64, name="labels")
       specs = lambda first: [first, label_spec]
+      if label_shares is None:
+        seed_specs = specs
     self.serving_default = tf.function(self._from_z,
                                        input_signature=specs(z_spec))
     self.sample = tf.function(self._from_seed,
-                              input_signature=specs(seed_spec))
-    self.sample_png = tf.function(self._png, input_signature=specs(seed_spec))
+                              input_signature=seed_specs(seed_spec))
+    self.sample_png = tf.function(self._png,
+                                  input_signature=seed_specs(seed_spec))
 
   def _images(self, z, labels=None):
     if not self.num_classes:
@@ -94,6 +103,9 @@ class _GeneratorModule(tf.Module):
 
   def _from_seed(self, seed, labels=None):
     z = self._rows(seed, self.latent_dim, self._prior)
+    if labels is None and self._label_shares is not None:
+      from adversarial.gan import sample_label_rows
+      labels = sample_label_rows(seed, self._label_shares)
     return {"images": self._images(z, labels)}
 
   def _png(self, seed, labels=None):
@@ -115,7 +127,8 @@ def next_version(export_dir: str) -> int:
 
 
 def _warmup_requests(latent_dim: int, model_name: str,
-                     num_classes: int = 0) -> list[bytes]:
+                     num_classes: int = 0,
+                     seed_labels: bool = True) -> list[bytes]:
   from tensorflow_serving.apis import model_pb2
   from tensorflow_serving.apis import predict_pb2
   from tensorflow_serving.apis import prediction_log_pb2
@@ -125,8 +138,9 @@ def _warmup_requests(latent_dim: int, model_name: str,
       "sample_png": {"seed": np.array([0], np.int64)},
   }
   if num_classes:
-    for request in inputs.values():
-      request["labels"] = np.array([0], np.int64)
+    for signature, request in inputs.items():
+      if seed_labels or signature == "serving_default":
+        request["labels"] = np.array([0], np.int64)
   records = []
   for signature in SIGNATURES:
     request = predict_pb2.PredictRequest(
@@ -174,6 +188,8 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
         f"unconditional or label-conditional run; complete images with "
         f"`python -m adversarial.complete` instead.")
   num_classes = getattr(model, "num_classes", 0) if config.conditional else 0
+  shares = (train_lib.cluster_prior(workdir).shares if config.clusters
+            else None)
   try:
     os.makedirs(export_dir, exist_ok=True)
   except OSError as e:
@@ -202,7 +218,8 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
               f"checkpoint {os.path.basename(record['weights'])} epoch "
               f"{record.get('epoch')}\n")
     module = _GeneratorModule(model.sampler, config.latent_dim,
-                              config.prior, config.g_output, num_classes)
+                              config.prior, config.g_output, num_classes,
+                              label_shares=shares)
     module.config_asset = tf.saved_model.Asset(
         os.path.join(assets, "config.json"))
     module.version_asset = tf.saved_model.Asset(
@@ -217,9 +234,9 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
     os.makedirs(extra, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
       for request in _warmup_requests(config.latent_dim, model_name,
-                                      num_classes):
+                                      num_classes, shares is None):
         writer.write(request)
-    _check(saved, model, num_classes)
+    _check(saved, model, num_classes, shares)
     os.rename(saved, final)
   except ExportError:
     raise
@@ -231,7 +248,8 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
   return final
 
 
-def _check(path: str, model, num_classes: int = 0) -> None:
+def _check(path: str, model, num_classes: int = 0,
+           label_shares: Optional[np.ndarray] = None) -> None:
   """Loads the written model back; its images must be the generator's."""
   loaded = tf.saved_model.load(path)
   z = model.noise_for_seed(4, 12345)
@@ -239,7 +257,8 @@ def _check(path: str, model, num_classes: int = 0) -> None:
   if num_classes:
     labels = tf.constant([0, 1, 2, 3], tf.int64) % num_classes
     extra = {"labels": labels}
-    extra_pair = {"labels": tf.zeros([2], tf.int64)}
+    if label_shares is None:
+      extra_pair = {"labels": tf.zeros([2], tf.int64)}
     inputs = [z, tf.one_hot(labels, num_classes)]
   got = loaded.signatures["serving_default"](z=z, **extra)["images"].numpy()
   want = np.asarray(model.sampler(inputs, training=False))

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -167,7 +169,32 @@ def test_clustered_run_trains_on_clusters_and_resumes_with_them(
   train_lib.train(config.override(epochs=2), workdir, verbose=0,
                   train_data=train_data)
   np.testing.assert_array_equal(seen[1], seen[0])
+  model = train_lib.restore(workdir, "last")[0]
   assert train_lib.restore(workdir, "last")[2]["epoch"] == 2
+  # Served as a model of p(x): `sample` draws each image's cluster from the
+  # clusters' shares with its seed; `serving_default` takes the cluster.
+  from tensorflow_serving.apis import prediction_log_pb2
+  from adversarial.gan import sample_label_rows
+  path = export.export_generator(workdir, str(tmp_path / "serving"))
+  loaded = tf.saved_model.load(path)
+  inputs = {name: set(loaded.signatures[name].structured_input_signature[1])
+            for name in export.SIGNATURES}
+  assert inputs == {"serving_default": {"z", "labels"}, "sample": {"seed"},
+                    "sample_png": {"seed"}}
+  seeds = tf.constant([3, 11, 40], tf.int64)
+  labels = sample_label_rows(seeds, prior.shares).numpy()
+  got = loaded.signatures["sample"](seed=seeds)["images"].numpy()
+  for i, seed in enumerate(seeds.numpy()):
+    np.testing.assert_allclose(
+        got[i], model.generate(1, seed=int(seed), labels=labels[i:i + 1])[0],
+        atol=1e-6)
+  for record in tf.data.TFRecordDataset(
+      os.path.join(path, "assets.extra", export.WARMUP_FILE)):
+    request = prediction_log_pb2.PredictionLog.FromString(
+        record.numpy()).predict_log.request
+    loaded.signatures[request.model_spec.signature_name](
+        **{k: tf.constant(tf.make_ndarray(v))
+           for k, v in request.inputs.items()})
 
 
 def test_monitor_scores_samples_drawn_for_the_given_labels():

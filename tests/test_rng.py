@@ -75,3 +75,23 @@ def test_rows_equal_single_draws():
     np.testing.assert_allclose(
         normals[i], rng.normal([1, 6], tf.constant([s, 0], tf.int64))
         .numpy()[0], rtol=1e-6)
+
+
+def test_label_rows_follow_the_shares_on_their_own_stream():
+  from adversarial.gan import sample_label_rows
+  shares = [0.5, 0.0, 0.2, 0.3]
+  seeds = tf.range(40_000, dtype=tf.int64)
+  labels = sample_label_rows(seeds, shares).numpy()
+  counts = np.bincount(labels, minlength=4) / len(labels)
+  np.testing.assert_allclose(counts, shares, atol=0.01)
+  assert counts[1] == 0
+  # A function of each seed alone, as z is.
+  np.testing.assert_array_equal(
+      sample_label_rows(tf.constant([17, 3], tf.int64), shares).numpy(),
+      labels[[17, 3]])
+  # Drawn apart from z: z's first coordinate does not set the label.
+  u = rng.uniform_rows(seeds, 1).numpy()[:, 0]
+  assert abs(np.corrcoef(u, labels)[0, 1]) < 0.02
+  np.testing.assert_array_equal(
+      rng.uniform_rows(seeds[:5], 3, stream=1).numpy()[:, 0],
+      rng.uniform_rows(seeds[:5], 1, stream=1).numpy()[:, 0])
