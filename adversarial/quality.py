@@ -238,7 +238,10 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
     accuracy = float((np.argmax(l_test, 1) == test_labels[:n]).mean())
   m = min(num_neighbours, n)
   train_unit = unit(train)
-  d_samples, _ = nearest_distances(samples[:m], train_unit)
+  # Evenly spaced samples, not the first m: a conditional model's samples
+  # come in blocks of one class each.
+  d_samples, _ = nearest_distances(samples[np.arange(m) * n // m],
+                                   train_unit)
   d_test, _ = nearest_distances(unit(test[:m]), train_unit)
   return QualityResult(
       frechet_distance=frechet_distance(f_samples, f_test),

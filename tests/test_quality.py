@@ -113,6 +113,12 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
                                   train.images, test.images, test.labels)
   assert copies.nn_sample_median == pytest.approx(0.0, abs=1e-2)
   assert copies.nn_test_median > 3.0
+  # Samples in blocks, as a conditional model draws them (1,000 copies,
+  # then 2,000 new digits): the distances are of samples from every block.
+  blocks = np.concatenate([unit(train.images[:1000]), unit(half[:2000])])
+  mixed = quality.sample_quality(classifier, blocks, train.images,
+                                 test.images, test.labels)
+  assert mixed.nn_sample_median > 0.5 * real.nn_sample_median
 
 
 def test_classifier_is_cached_in_the_data_dir(mnist, mnist_dirs):
