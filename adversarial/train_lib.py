@@ -220,14 +220,16 @@ def train(config: Config, workdir: str, verbose="auto",
   if state is not None:
     model.load_weights(state["weights"])
     initial_epoch = int(state["epoch"])
-  prior = None
+  prior = found = None
   if config.clusters:
     # The clusters stand in for the labels. Found once, at the first start,
     # and read back on resume; every worker finds the same ones (the same
     # seed and data).
     path = os.path.join(workdir, data_lib.CLUSTERS_FILE)
-    prior = (data_lib.ClusterPrior.load(path) if os.path.exists(path)
-             else data_lib.cluster_prior(config, train_data))
+    if os.path.exists(path):
+      prior = data_lib.ClusterPrior.load(path)
+    else:
+      prior = found = data_lib.cluster_prior(config, train_data)
     train_data = dataclasses.replace(
         train_data, labels=prior.assign(train_data.images))
   # Written after the checks and the restore: a failed start leaves the
@@ -235,8 +237,8 @@ def train(config: Config, workdir: str, verbose="auto",
   if chief:
     with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
       f.write(config.to_json())
-    if prior is not None:
-      prior.save(os.path.join(workdir, data_lib.CLUSTERS_FILE))
+    if found is not None:
+      found.save(path)
   if initial_epoch >= config.epochs:
     return TrainResult(model, {}, initial_epoch, initial_epoch)
 
