@@ -10,6 +10,7 @@ import os
 import re
 from typing import Optional
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -18,8 +19,12 @@ from adversarial import data as data_lib
 from adversarial import images as images_lib
 
 STATE_FILE = "state.json"
+RESTARTS_FILE = "restarts.json"
 BEST_FILE = "best.json"
 BEST_WEIGHTS = "best.weights.h5"
+# The weights a run starts from, kept when a collapsed run may go back to
+# its start (`Config.collapse_restarts`).
+INITIAL_WEIGHTS = "initial.weights.h5"
 
 
 class TrainingDivergedError(RuntimeError):
@@ -54,7 +59,7 @@ def _read_record(checkpoint_dir: str, name: str) -> Optional[dict]:
   return record
 
 
-def _save_weights_atomic(model, path: str) -> None:
+def save_weights_atomic(model, path: str) -> None:
   """`model.save_weights` under a temporary name, renamed into place."""
   tmp = os.path.join(os.path.dirname(path), f"tmp-{os.getpid()}.weights.h5")
   model.save_weights(tmp)
@@ -91,12 +96,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     os.makedirs(self.checkpoint_dir, exist_ok=True)
     done = epoch + 1
     final = weights_path(self.checkpoint_dir, done)
-    _save_weights_atomic(self.model, final)
-    logs = {k: float(v) for k, v in (logs or {}).items()}
-    _atomic_write_text(
-        os.path.join(self.checkpoint_dir, STATE_FILE),
-        json.dumps({"epoch": done, "weights": os.path.basename(final),
-                    "logs": logs}, indent=2) + "\n")
+    save_weights_atomic(self.model, final)
+    write_state(self.checkpoint_dir, done, final,
+                {k: float(v) for k, v in (logs or {}).items()})
     kept = sorted(glob.glob(os.path.join(self.checkpoint_dir,
                                          "epoch-*.weights.h5")))
     for old in kept[:-self.keep]:
@@ -151,6 +153,96 @@ class NaNGuard(keras.callbacks.Callback):
         f"training diverged at epoch {self._epoch + 1}, {where}. Training "
         f"stopped; {kept}. Lower the learning rate (or change the "
         f"optimiser) and rerun.")
+
+
+class TrainingCollapsedError(RuntimeError):
+  """An epoch's mean D(G(z)) fell below the collapse threshold.
+
+  Attributes:
+    epoch: the collapsed epoch (1-based).
+    d_fake: its mean D(G(z)).
+  """
+
+  def __init__(self, message: str, epoch: int, d_fake: float):
+    super().__init__(message)
+    self.epoch = epoch
+    self.d_fake = d_fake
+
+
+class CollapseGuard(keras.callbacks.Callback):
+  """Watches for D rejecting every sample.
+
+  At the end of each epoch it compares the epoch's mean D(G(z)) (`d_fake`)
+  with `threshold`. After `epochs` epochs in a row below it, with `stop`,
+  it raises `TrainingCollapsedError` before any later callback runs, so the
+  collapsed epoch is neither scored nor checkpointed; without `stop` it
+  logs a warning once. Runs of the recipe and its variants that recovered
+  from their early dip spent at most one epoch below 0.002 (the lowest
+  0.0017); those that collapsed fell through it and kept falling, to 1e-5.
+
+  Args:
+    threshold: the mean D(G(z)) below which an epoch counts.
+    epochs: epochs in a row below `threshold` that make a collapse.
+    stop: raise (True) or warn (False).
+    below: epochs in a row already below `threshold` when training starts
+      (a resumed run's last epoch may be one).
+  """
+
+  def __init__(self, threshold: float, epochs: int = 2, stop: bool = True,
+               below: int = 0):
+    super().__init__()
+    self.threshold = threshold
+    self.epochs = epochs
+    self.stop = stop
+    self.below = below
+    self._warned = False
+
+  def on_epoch_end(self, epoch, logs=None):
+    d_fake = (logs or {}).get("d_fake")
+    if d_fake is None:
+      return
+    d_fake = float(d_fake)
+    self.below = self.below + 1 if d_fake < self.threshold else 0
+    if self.below < self.epochs:
+      return
+    message = (f"epoch {epoch + 1}: mean D(G(z)) = {d_fake:.3g}, below "
+               f"collapse_d_fake={self.threshold} for {self.below} epochs "
+               f"in a row (D rejects every sample)")
+    if self.stop:
+      self.below = 0
+      raise TrainingCollapsedError(message, epoch + 1, d_fake)
+    if not self._warned:
+      self._warned = True
+      logging.warning("Training collapsed at %s. No run in this state has "
+                      "been seen to recover; collapse_restarts > 0 takes it "
+                      "back to its best checkpoint or its start.", message)
+
+
+def read_restarts(checkpoint_dir: str) -> list:
+  """The run's restarts after a collapse, oldest first: [{'epoch': the
+  collapsed epoch, 'd_fake': its mean D(G(z)), 'back_to': the epoch gone
+  back to (0: the start), 'val_parzen': the best checkpoint's score when
+  that was where it went}, ...]."""
+  path = os.path.join(checkpoint_dir, RESTARTS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)["restarts"]
+
+
+def write_restarts(checkpoint_dir: str, restarts: list) -> None:
+  _atomic_write_text(os.path.join(checkpoint_dir, RESTARTS_FILE),
+                     json.dumps({"restarts": restarts}, indent=2) + "\n")
+
+
+def write_state(checkpoint_dir: str, epoch: int, weights: str,
+                logs: Optional[dict] = None) -> None:
+  """Points `state.json` at `weights` (a file in `checkpoint_dir`), the
+  checkpoint a resumed run starts from after `epoch` epochs."""
+  _atomic_write_text(
+      os.path.join(checkpoint_dir, STATE_FILE),
+      json.dumps({"epoch": epoch, "weights": os.path.basename(weights),
+                  "logs": logs or {}}, indent=2) + "\n")
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -232,8 +324,8 @@ class ParzenMonitor(keras.callbacks.Callback):
     best = read_best(self.checkpoint_dir)
     if math.isfinite(score) and (best is None or score > best["val_parzen"]):
       os.makedirs(self.checkpoint_dir, exist_ok=True)
-      _save_weights_atomic(self.model,
-                           os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
+      save_weights_atomic(self.model,
+                          os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
       _atomic_write_text(
           os.path.join(self.checkpoint_dir, BEST_FILE),
           json.dumps({"epoch": epoch + 1, "val_parzen": score,

@@ -39,8 +39,12 @@ TOY_DATASETS = ("toy_gaussian",)
 # extending a run (`epochs`), moving the data (`tfds_*`), the devices
 # (`strategy`) or the grouping of steps into calls (`steps_per_execution`)
 # keeps it the same run. Every other field changes what is trained.
+# The collapse guard (`collapse_*`) may change too: it changes nothing while
+# D(G(z)) stays above its threshold, and turning it on is how a run that has
+# collapsed is taken back to its best checkpoint.
 RESUMABLE_FIELDS = ("epochs", "tfds_data_dir", "tfds_manual_dir", "strategy",
-                    "steps_per_execution")
+                    "steps_per_execution", "collapse_restarts",
+                    "collapse_d_fake", "collapse_epochs")
 # tf.distribute strategies a run can train under (see train_lib.make_strategy).
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -110,6 +114,14 @@ class Config:
   clusters: int = 0
   masked: bool = False
   mask_kinds: str = "pixels,block,half,all"
+  # Instance noise (Sonderby et al., 2017; Arjovsky and Bottou, 2017): D
+  # sees every image, real or generated, with N(0, s^2) added to each
+  # value, s falling linearly from `instance_noise` to 0 over the first
+  # `instance_noise_epochs` epochs, then none. Early on it keeps D from
+  # telling G's first samples from the data with certainty, the state the
+  # collapse guard watches for (0: none, the paper).
+  instance_noise: float = 0.0
+  instance_noise_epochs: int = 0
   # Exponential moving average of G's weights, used for sampling, scoring and
   # export (0: none, the paper). It never feeds back into training.
   ema_decay: float = 0.0
@@ -165,6 +177,18 @@ class Config:
   monitor_samples: int = 10_000
   monitor_val_examples: int = 1_000
   checkpoints_to_keep: int = 2
+  # The collapse guard. Early in training D can come to reject every sample:
+  # G's sigmoid outputs saturate, their gradients vanish, and the run never
+  # recovers (REPRODUCTION.md, "The first epochs"). `collapse_epochs`
+  # epochs in a row whose mean D(G(z)) is below `collapse_d_fake` make a
+  # collapse: the run goes back to its best checkpoint, or to its start
+  # when it has collapsed from that checkpoint before, and trains on from
+  # there with fresh noise and dropout streams; at most `collapse_restarts`
+  # times, then it stops with an error (`train_lib.train`). 0 restarts: the
+  # paper's loop, which trains on and only logs a warning.
+  collapse_restarts: int = 0
+  collapse_d_fake: float = 0.002
+  collapse_epochs: int = 2
 
   def validate(self) -> "Config":
     """Checks every value; raises `ConfigError` naming the first bad one.
@@ -208,6 +232,39 @@ class Config:
         raise ConfigError(
             f"{name}={value!r} is not accepted: expected a non-empty tuple of "
             f"positive integers.")
+    if not (math.isfinite(self.instance_noise) and
+            self.instance_noise >= 0.0):
+      raise ConfigError(
+          f"instance_noise={self.instance_noise!r} is not accepted: expected "
+          f"a standard deviation >= 0 (0: none).")
+    if self.instance_noise > 0:
+      _positive_int("instance_noise_epochs", self.instance_noise_epochs,
+                    what="a positive integer (the epochs over which the "
+                    "instance noise fades to 0) with instance_noise > 0")
+    if (not isinstance(self.collapse_restarts, int) or
+        isinstance(self.collapse_restarts, bool) or
+        self.collapse_restarts < 0):
+      raise ConfigError(
+          f"collapse_restarts={self.collapse_restarts!r} is not accepted: "
+          f"expected an integer >= 0 (0: never go back).")
+    if not 0.0 < self.collapse_d_fake < 0.5:
+      raise ConfigError(
+          f"collapse_d_fake={self.collapse_d_fake!r} is not accepted: "
+          f"expected a mean D(G(z)) in (0, 0.5) below which an epoch counts "
+          f"as collapsed.")
+    _positive_int("collapse_epochs", self.collapse_epochs,
+                  what="a positive integer (epochs in a row below "
+                  "collapse_d_fake that make a collapse)")
+    if self.collapse_restarts and not (
+        self.monitor_samples and self.monitor_val_examples and
+        self.val_split):
+      raise ConfigError(
+          f"collapse_restarts={self.collapse_restarts} is not accepted with "
+          f"the validation monitor off (monitor_samples="
+          f"{self.monitor_samples}, monitor_val_examples="
+          f"{self.monitor_val_examples}, val_split={self.val_split!r}): a "
+          f"collapsed run goes back to the monitor's best checkpoint; "
+          f"expected collapse_restarts=0 or the monitor on.")
     for name in ("d_input_dropout", "d_hidden_dropout", "label_smoothing",
                  "ema_decay"):
       value = getattr(self, name)
@@ -398,15 +455,19 @@ PRESETS: dict[str, Config] = {
     # do not. Its validation score levelled off from about epoch 300.
     "conditional_mnist_long": dataclasses.replace(
         PAPER_MNIST, conditional=True, d_hidden=(480, 480),
-        ema_decay=0.99997, ema_warmup=True, epochs=400),
+        ema_decay=0.99997, ema_warmup=True, epochs=400,
+        collapse_restarts=3),
     # `conditional_mnist_long` with the labels replaced by 50 k-means
     # clusters of the training images in pixel space (`clusters`), drawn in
     # their training shares: a model of p(x) learnt from the images alone,
     # like Table 1's models, with the mix of its samples set by the clusters
-    # rather than left to G (REPRODUCTION.md).
+    # rather than left to G (REPRODUCTION.md). Its first epochs are fragile
+    # (two seeds of three collapsed), so both long conditional presets take
+    # a collapsed run back (`collapse_restarts`).
     "clustered_mnist_long": dataclasses.replace(
         PAPER_MNIST, conditional=True, clusters=50, d_hidden=(480, 480),
-        ema_decay=0.99997, ema_warmup=True, epochs=400),
+        ema_decay=0.99997, ema_warmup=True, epochs=400,
+        collapse_restarts=3),
     # Section 7's masked model: every conditional p(x_S | x_not-S) of MNIST
     # digits in one net, trained with random pixel, block and half masks.
     # Adam trains it to better completions than the recipe's SGD (80% vs

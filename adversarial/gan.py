@@ -170,7 +170,8 @@ class GAN(keras.Model):
                update: str = "simultaneous", k: int = 1,
                g_loss: str = "non_saturating", label_smoothing: float = 0.0,
                seed: int = 0, ema_decay: float = 0.0, pack: int = 1,
-               ema_warmup: bool = False, **kwargs):
+               ema_warmup: bool = False, instance_noise: float = 0.0,
+               instance_noise_steps: int = 0, **kwargs):
     super().__init__(**kwargs)
     check_prior(prior)
     if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
@@ -213,6 +214,23 @@ class GAN(keras.Model):
     self.ema_decay = float(ema_decay)
     self.ema_warmup = bool(ema_warmup)
     self.pack = pack
+    if not (instance_noise >= 0.0 and math.isfinite(instance_noise)):
+      raise ValueError(f"instance_noise={instance_noise!r} is not accepted: "
+                       f"expected a standard deviation >= 0 (0: none).")
+    if instance_noise > 0 and not (isinstance(instance_noise_steps, int) and
+                                   instance_noise_steps >= 1):
+      raise ValueError(
+          f"instance_noise_steps={instance_noise_steps!r} is not accepted: "
+          f"expected an integer >= 1 (D's updates over which the noise "
+          f"fades to 0).")
+    self.instance_noise = float(instance_noise)
+    self.instance_noise_steps = int(instance_noise_steps)
+    # Its own stream, made only when used: a model without instance noise
+    # keeps the random streams (and checkpoints) it always had.
+    self.instance_noise_seed = None
+    if self.instance_noise > 0:
+      self.instance_noise_seed = keras.random.SeedGenerator(
+          seed + 7919, name="instance_noise_seed")
     self.ema_generator = None
     if self.ema_decay > 0:
       self.ema_generator = keras.models.clone_model(generator)
@@ -315,7 +333,8 @@ class GAN(keras.Model):
         k=self.k, g_loss=self.g_loss_name,
         label_smoothing=self.label_smoothing, seed=self.seed,
         ema_decay=self.ema_decay, pack=self.pack,
-        ema_warmup=self.ema_warmup)
+        ema_warmup=self.ema_warmup, instance_noise=self.instance_noise,
+        instance_noise_steps=self.instance_noise_steps)
 
   @classmethod
   def from_config(cls, config):
@@ -330,6 +349,19 @@ class GAN(keras.Model):
     each dropout layer's, in a fixed order."""
     weights = {id(w) for w in self.weights}
     return [v for v in self.variables if id(v) not in weights]
+
+  def reseed_random_states(self, salt: int) -> None:
+    """Moves every random stream to a new key, a function of its old key and
+    `salt` (> 0), keeping its counter: after a restart from a checkpoint the
+    run draws other noise and dropout masks than it drew from there before,
+    and the same salt gives the same draws."""
+    if not isinstance(salt, int) or salt < 1:
+      raise ValueError(f"salt={salt!r} is not accepted: expected an integer "
+                       f">= 1 (0 would leave the streams as they are).")
+    for state in self.random_states():
+      key, counter = (int(v) for v in np.asarray(state))
+      state.assign(np.array([(key + salt * 1_000_003) % 2**32, counter],
+                            dtype=state.dtype))
 
   # Keras saves layer weights and optimiser slots but not the seed
   # generators' states. Saving them with the model makes `save_weights`,
@@ -459,6 +491,21 @@ class GAN(keras.Model):
       images = pack_images(images, self.pack)
     return self.discriminator(images, training=training)
 
+  def _noisy(self, images):
+    """`images` with instance noise added, as D sees them in training:
+    N(0, s^2) per pixel, s falling linearly from `instance_noise` to 0 over
+    D's first `instance_noise_steps` updates, then none."""
+    if self.instance_noise_seed is None:
+      return images
+    done = tf.cast(self.d_optimizer.iterations, tf.float32)
+    scale = self.instance_noise * tf.maximum(
+        0.0, 1.0 - done / float(self.instance_noise_steps))
+    seed = self.instance_noise_seed.next()
+    noise = rng.replica_rows(lambda shape: rng.normal(shape, seed),
+                             tf.shape(images))
+    return images + tf.cast(scale, images.dtype) * tf.cast(noise,
+                                                           images.dtype)
+
   def train_step(self, data):
     images, source = self._unpack(data)
     cond = self._condition(images, source)
@@ -471,10 +518,10 @@ class GAN(keras.Model):
     z = self.sample_noise(batch_size)
     with tf.GradientTape(persistent=True) as tape:
       fake = self._fake(z, cond, training=True)
-      real_logits = self._logits(images, cond, training=True)
+      real_logits = self._logits(self._noisy(images), cond, training=True)
       # G's loss reuses these logits: the same z and the same dropout masks
       # as D's, as in the authors' AdversaryCost2.
-      fake_logits = self._logits(fake, cond, training=True)
+      fake_logits = self._logits(self._noisy(fake), cond, training=True)
       d_loss = self._d_loss(real_logits, fake_logits)
       g_loss = self.g_loss_fn(fake_logits)
       # Loss scaling (float16): the identity for other optimisers.
@@ -503,8 +550,8 @@ class GAN(keras.Model):
     fake = self._fake(self.sample_noise(m), cond, training=True)
     d_vars = self.discriminator.trainable_variables
     with tf.GradientTape() as tape:
-      real_logits = self._logits(real, cond, training=True)
-      fake_logits = self._logits(fake, cond, training=True)
+      real_logits = self._logits(self._noisy(real), cond, training=True)
+      fake_logits = self._logits(self._noisy(fake), cond, training=True)
       d_loss = self._d_loss(real_logits, fake_logits)
       d_scaled = self.d_optimizer.scale_loss(_per_replica(d_loss))
     self.d_optimizer.apply_gradients(
@@ -519,8 +566,8 @@ class GAN(keras.Model):
     """
     g_vars = self.generator.trainable_variables
     with tf.GradientTape() as tape:
-      fake_logits = self._logits(
-          self._fake(self.sample_noise(batch_size), cond, training=True),
+      fake_logits = self._logits(self._noisy(
+          self._fake(self.sample_noise(batch_size), cond, training=True)),
           cond, training=True)
       g_loss = self.g_loss_fn(fake_logits)
       g_scaled = self.g_optimizer.scale_loss(_per_replica(g_loss))

@@ -67,6 +67,11 @@ _STRATEGY = flags.DEFINE_enum(
     "strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
     "tf.distribute strategy: one device, all local GPUs, several hosts "
     "(TF_CONFIG), or a TPU. --batch_size is the global batch.")
+_RESTARTS = flags.DEFINE_integer(
+    "collapse_restarts", None, "Times a run whose D rejects every sample "
+    "(mean D(G(z)) below collapse_d_fake for collapse_epochs epochs in a "
+    "row) goes back to its best checkpoint, or its start, with new noise; "
+    "0: never (the paper's loop).", lower_bound=0)
 _SET = flags.DEFINE_multi_string(
     "set", [], "Any other Config field, as name=value (repeatable), e.g. "
     "--set=g_hidden=256,256 --set=d_input_dropout=0.1.")
@@ -91,6 +96,7 @@ def config_from_flags():
       "steps_per_execution": _CALLS.value,
       "conditional": _CONDITIONAL.value, "masked": _MASKED.value,
       "precision": _PRECISION.value, "strategy": _STRATEGY.value,
+      "collapse_restarts": _RESTARTS.value,
   }
   overrides = {k: v for k, v in overrides.items() if v is not None}
   overrides.update(cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
@@ -115,6 +121,7 @@ def main(argv):
   if _THREADS.value is not None:
     set_threads(_THREADS.value)
   from adversarial import train_lib
+  from adversarial.callbacks import TrainingCollapsedError
   from adversarial.callbacks import TrainingDivergedError
   from adversarial.config import ConfigError
   try:
@@ -122,7 +129,7 @@ def main(argv):
     result = train_lib.train(config, _WORKDIR.value, verbose=_VERBOSE.value)
   except ConfigError as e:
     raise app.UsageError(str(e)) from None
-  except TrainingDivergedError as e:
+  except (TrainingDivergedError, TrainingCollapsedError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"trained epochs {result.initial_epoch}..{result.epochs_done}; "
         f"work directory: {_WORKDIR.value}")

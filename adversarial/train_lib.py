@@ -15,9 +15,11 @@ and ends where an uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from typing import Optional, Sequence
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -101,6 +103,10 @@ def build_model(config: Config, image_shape: Sequence[int],
                 ema_decay=config.ema_decay, ema_warmup=config.ema_warmup)
   if config.pack > 1:
     kwargs["pack"] = config.pack
+  d_steps = steps * (config.k if config.update == "alternating" else 1)
+  if config.instance_noise > 0:
+    kwargs.update(instance_noise=config.instance_noise,
+                  instance_noise_steps=config.instance_noise_epochs * d_steps)
   if config.conditional:
     model = ConditionalGAN(generator, discriminator, num_classes=num_classes,
                            **kwargs)
@@ -109,7 +115,6 @@ def build_model(config: Config, image_shape: Sequence[int],
                       mask_kinds=config.mask_kinds, **kwargs)
   else:
     model = GAN(generator, discriminator, **kwargs)
-  d_steps = steps * (config.k if config.update == "alternating" else 1)
   model.compile(
       d_optimizer=optim.make_optimizer(config, d_steps, "d_optimizer"),
       g_optimizer=optim.make_optimizer(config, steps, "g_optimizer"),
@@ -239,15 +244,27 @@ def train(config: Config, workdir: str, verbose="auto",
       f.write(config.to_json())
     if found is not None:
       found.save(path)
+    if config.collapse_restarts and state is None:
+      # The start a collapsed run may go back to (`_go_back`).
+      os.makedirs(checkpoint_dir, exist_ok=True)
+      callbacks_lib.save_weights_atomic(
+          model, os.path.join(checkpoint_dir, callbacks_lib.INITIAL_WEIGHTS))
   if initial_epoch >= config.epochs:
     return TrainResult(model, {}, initial_epoch, initial_epoch)
 
-  run_callbacks = [callbacks_lib.NaNGuard(checkpoint_dir)]
+  # The collapse guard runs before the monitor and the checkpoint, so that a
+  # collapsed epoch is neither scored nor saved.
+  run_callbacks = [callbacks_lib.NaNGuard(checkpoint_dir),
+                   callbacks_lib.CollapseGuard(
+                       config.collapse_d_fake, config.collapse_epochs,
+                       stop=config.collapse_restarts > 0,
+                       below=int(float((state or {}).get("logs", {}).get(
+                           "d_fake", 1.0)) < config.collapse_d_fake))]
   if not chief:
     # Other workers train in step with the chief and write nothing.
     run_callbacks.extend(callbacks)
     return _fit(model, config, train_data, initial_epoch, steps,
-                run_callbacks, verbose)
+                run_callbacks, verbose, checkpoint_dir, chief)
   if (config.monitor_samples and config.monitor_val_examples and
       config.val_split and len(image_shape) == 3):
     validation = data_lib.load_array(config, config.val_split)
@@ -275,7 +292,7 @@ def train(config: Config, workdir: str, verbose="auto",
         tensorboard_dir=os.path.join(workdir, "tensorboard", "samples")))
   run_callbacks.extend(callbacks)
   return _fit(model, config, train_data, initial_epoch, steps, run_callbacks,
-              verbose)
+              verbose, checkpoint_dir, chief)
 
 
 def _barrier(strategy: tf.distribute.Strategy) -> None:
@@ -288,7 +305,87 @@ def _barrier(strategy: tf.distribute.Strategy) -> None:
 
 
 def _fit(model, config, train_data, initial_epoch, steps, run_callbacks,
-         verbose) -> TrainResult:
+         verbose, checkpoint_dir, chief) -> TrainResult:
+  """`model.fit` from `initial_epoch` to the end, going back after each
+  collapse (`CollapseGuard`, `_go_back`) while restarts are left."""
+  first_epoch = initial_epoch
+  while True:
+    try:
+      result = _fit_once(model, config, train_data, initial_epoch, steps,
+                         run_callbacks, verbose)
+    except callbacks_lib.TrainingCollapsedError as collapse:
+      initial_epoch = _go_back(model, config, checkpoint_dir, chief,
+                               collapse)
+      continue
+    return dataclasses.replace(result, initial_epoch=first_epoch)
+
+
+def _go_back(model, config, checkpoint_dir, chief, collapse) -> int:
+  """Takes the run back after `collapse`: to its best checkpoint, or to its
+  start (`callbacks.INITIAL_WEIGHTS`) when it has collapsed from that best
+  checkpoint before, which then was already doomed. The random streams move
+  to new keys (the restart's number is the salt), and the restored state
+  becomes the checkpoint a resumed run starts from.
+
+  Returns:
+    The epochs done at that checkpoint, where training starts again.
+
+  Raises:
+    TrainingCollapsedError: no restart is left, or there is no checkpoint to
+      go back to.
+  """
+  restarts = callbacks_lib.read_restarts(checkpoint_dir)
+  best = callbacks_lib.read_best(checkpoint_dir)
+  start = os.path.join(checkpoint_dir, callbacks_lib.INITIAL_WEIGHTS)
+  # Every worker has read the record before the chief adds to it.
+  _barrier(model.distribute_strategy)
+  tried = best is not None and any(
+      r.get("back_to") == best["epoch"] and
+      r.get("val_parzen") == best["val_parzen"] for r in restarts)
+  if best is None or tried:
+    target = (0, start) if os.path.exists(start) else None
+  else:
+    target = (int(best["epoch"]), best["weights"])
+  if len(restarts) >= config.collapse_restarts or target is None:
+    why = (f"all {config.collapse_restarts} restarts (collapse_restarts) "
+           f"are spent" if target else
+           f"there is no checkpoint to go back to ({start} is written at "
+           f"the start of a run with collapse_restarts > 0)")
+    kept = ("" if best is None else
+            f"; the best checkpoint, {best['weights']} (epoch "
+            f"{best['epoch']}), is kept")
+    raise callbacks_lib.TrainingCollapsedError(
+        f"training collapsed at {collapse}, and {why}. Training "
+        f"stopped{kept}. Train with another seed.", collapse.epoch,
+        collapse.d_fake) from None
+  back_to, weights = target
+  model.load_weights(weights)
+  model.reseed_random_states(len(restarts) + 1)
+  logging.warning("Training collapsed at %s. Going back to %s with new "
+                  "noise and dropout streams: restart %d of %d.", collapse,
+                  f"the best checkpoint (epoch {back_to})" if back_to else
+                  "the start of the run", len(restarts) + 1,
+                  config.collapse_restarts)
+  if chief:
+    # The restart's checkpoint is written before the record of it and the
+    # record before `state.json`, and the collapsed epochs' checkpoints go
+    # last: a run killed at any point resumes from a complete checkpoint.
+    path = callbacks_lib.weights_path(checkpoint_dir, back_to)
+    callbacks_lib.save_weights_atomic(model, path)
+    restarts.append({"epoch": collapse.epoch, "d_fake": collapse.d_fake,
+                     "back_to": back_to,
+                     "val_parzen": best["val_parzen"] if back_to else None})
+    callbacks_lib.write_restarts(checkpoint_dir, restarts)
+    callbacks_lib.write_state(checkpoint_dir, back_to, path)
+    for old in glob.glob(os.path.join(checkpoint_dir, "epoch-*.weights.h5")):
+      if (callbacks_lib.epoch_of(old) or 0) > back_to:
+        os.remove(old)
+  _barrier(model.distribute_strategy)
+  return back_to
+
+
+def _fit_once(model, config, train_data, initial_epoch, steps, run_callbacks,
+              verbose) -> TrainResult:
   dataset = data_lib.train_dataset(config, train_data, initial_epoch)
   if config.strategy == "multi_worker":
     # Each worker takes its share of every global batch.

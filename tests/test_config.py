@@ -39,6 +39,14 @@ BAD = [
     (dict(conditional=True, clusters=-4), r"clusters=-4 .*integer >= 2"),
     (dict(clusters=10), "clusters=10 is not accepted with conditional=False"
      ": expected conditional=True"),
+    (dict(instance_noise=-0.1), r"instance_noise=-0.1 .*deviation >= 0"),
+    (dict(instance_noise=0.2), r"instance_noise_epochs=0 .*positive integer"),
+    (dict(collapse_restarts=-1), r"collapse_restarts=-1 .*integer >= 0"),
+    (dict(collapse_d_fake=0.5), r"collapse_d_fake=0.5 .*\(0, 0.5\)"),
+    (dict(collapse_d_fake=0.0), r"collapse_d_fake=0.0 .*\(0, 0.5\)"),
+    (dict(collapse_restarts=2, monitor_samples=0), "collapse_restarts=2 is "
+     "not accepted with the validation monitor off.*expected "
+     "collapse_restarts=0 or the monitor on"),
 ]
 
 
@@ -55,6 +63,11 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
   assert (p.latent_dim, p.g_hidden, p.d_hidden, p.d_pieces) == (
       100, (1200, 1200), (240, 240), 5)
   assert (p.d_input_dropout, p.d_hidden_dropout) == (0.2, 0.5)
+  # The recipe's loop trains on whatever D(G(z)) does; the long conditional
+  # presets take a collapsed run back.
+  assert p.collapse_restarts == 0 and p.instance_noise == 0.0
+  for name in ("conditional_mnist_long", "clustered_mnist_long"):
+    assert PRESETS[name].collapse_restarts == 3
   assert (p.g_init_scale, p.d_init_scale) == (0.05, 0.005)
   assert (p.optimizer, p.learning_rate, p.lr_decay, p.min_learning_rate) == (
       "sgd", 0.1, 1.000004, 1e-6)
@@ -107,4 +120,7 @@ def test_parse_assignments_types():
 def test_the_strategy_may_change_when_a_run_resumes():
   a = config_lib.PAPER_MNIST
   assert a.differences(a.override(strategy="mirrored")) == {}
+  # So may the collapse guard: turned on, it takes a collapsed run back.
+  assert a.differences(a.override(collapse_restarts=3,
+                                  collapse_d_fake=0.01)) == {}
   assert "precision" in a.differences(a.override(precision="mixed_bfloat16"))

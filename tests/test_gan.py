@@ -8,6 +8,7 @@ import tensorflow as tf
 from adversarial import config as config_lib
 from adversarial import gan as gan_lib
 from adversarial import losses
+from adversarial import rng
 from adversarial import train_lib
 
 from conftest import random_images, small_config
@@ -424,3 +425,63 @@ def test_packed_model_round_trips_and_semisup_refuses_it(tmp_path):
     semisupervised.discriminator_features(gan.discriminator, x)
   with pytest.raises(ValueError, match="pack=0 is not accepted"):
     gan_lib.GAN(gan.generator, gan.discriminator, pack=0)
+
+
+def _noisy_gan(**changes):
+  return make_gan(instance_noise=0.3, instance_noise_epochs=2, **changes)
+
+
+def test_one_step_with_instance_noise_matches_the_step_by_hand():
+  gan = _noisy_gan(d_input_dropout=0.0, d_hidden_dropout=0.0, lr_decay=1.0,
+                   min_learning_rate=0.0, momentum=0.0, final_momentum=0.0,
+                   learning_rate=0.5)
+  x = tf.constant(images())
+  z_state = gan.noise_seed.state.numpy().copy()
+  n_state = gan.instance_noise_seed.state.numpy().copy()
+  g, d = gan.generator, gan.discriminator
+  g0, d0 = weights(g), weights(d)
+  # D sees the data and G's samples each with its own draw of N(0, 0.3^2),
+  # and G's loss the same noisy samples.
+  z = gan_lib.sample_prior([8, 8], tf.constant(z_state), "uniform")
+  n_real = rng.normal([8, 28, 28, 1], tf.constant(n_state))
+  n_fake = rng.normal([8, 28, 28, 1], tf.constant(n_state + [0, 1]))
+  d_grads = _grads(d, lambda: losses.discriminator_loss(
+      d(x + 0.3 * n_real), d(g(z) + 0.3 * n_fake)))
+  g_grads = _grads(g, lambda: losses.non_saturating_generator_loss(
+      d(g(z) + 0.3 * n_fake)))
+  gan.train_on_batch(x)
+  for got, w, gr in zip(weights(d), d0, d_grads):
+    np.testing.assert_allclose(got, w - 0.5 * gr.numpy(), rtol=1e-5,
+                               atol=1e-6)
+  for got, w, gr in zip(weights(g), g0, g_grads):
+    np.testing.assert_allclose(got, w - 0.5 * gr.numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_instance_noise_fades_out_over_its_epochs():
+  gan = make_gan(instance_noise=0.5, instance_noise_epochs=2)
+  assert gan.instance_noise_steps == 6  # 2 epochs of 3 D updates
+  x = tf.constant(images(64))
+  for done, scale in ((0, 0.5), (3, 0.25), (5, 0.5 / 6)):
+    gan.d_optimizer.iterations.assign(done)
+    added = np.asarray(gan._noisy(x)) - np.asarray(x)
+    assert np.std(added) == pytest.approx(scale, rel=0.03)
+    assert abs(np.mean(added)) < 0.02 * scale + 1e-3
+  for done in (6, 50):
+    gan.d_optimizer.iterations.assign(done)
+    np.testing.assert_array_equal(np.asarray(gan._noisy(x)), np.asarray(x))
+  # The noise has a stream of its own, saved with the model; a model
+  # without it keeps the streams it had, so its checkpoints still load.
+  assert len(gan.random_states()) == len(make_gan().random_states()) + 1
+  plain = make_gan()
+  assert plain.instance_noise_seed is None
+  np.testing.assert_array_equal(plain._noisy(x), x)
+
+
+def test_instance_noise_runs_are_seeded():
+  a, b, c = _noisy_gan(seed=5), _noisy_gan(seed=5), make_gan(seed=5)
+  for m in (a, b, c):
+    _fit(m)
+  for x, y in zip(weights(a), weights(b)):
+    np.testing.assert_array_equal(x, y)
+  assert any(changed(weights(a.discriminator), weights(c.discriminator)))

@@ -361,3 +361,135 @@ def test_batches_that_do_not_split_across_replicas_are_refused(tmp_path):
     train_lib.train(small_config(batch_size=9), str(tmp_path), verbose=0,
                     train_data=DATA, strategy=TwoReplicas())
   assert not os.path.exists(tmp_path / "config.json")
+
+
+# The collapse guard ---------------------------------------------------------
+
+
+class RejectAll(keras.callbacks.Callback):
+  """Makes D reject every image (a logit bias of -30) at the start of epoch
+  `epoch` (0-based), the first `times` times that epoch is trained."""
+
+  def __init__(self, epoch=1, times=1):
+    super().__init__()
+    self.epoch = epoch
+    self.times = times
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch == self.epoch and self.times > 0:
+      self.times -= 1
+      bias = self.model.discriminator.get_layer("logits").bias
+      bias.assign(np.full(bias.shape, -30.0, np.float32))
+
+
+def guarded_config(mnist_dirs, **changes):
+  # The guard goes back to the monitor's best checkpoint: the monitor scores
+  # real validation digits.
+  manual, data_dir = mnist_dirs
+  return small_config(**{
+      **dict(epochs=3, collapse_restarts=2, collapse_epochs=1,
+             monitor_samples=100,
+             monitor_val_examples=50, tfds_manual_dir=manual,
+             tfds_data_dir=data_dir), **changes})
+
+
+# Mean D(G(z)) of the first epochs of two runs on MNIST: the unconditional
+# wider D with seed 1 (`paper_mnist_ema_long` with d_hidden=480,480), which
+# recovered from its dip, and `clustered_mnist_long` with seed 1, which
+# collapsed (REPRODUCTION.md, "The first epochs").
+RECOVERED = [0.2419, 0.0683, 0.0404, 0.0276, 0.0075, 0.0017, 0.0133, 0.0434,
+             0.0711, 0.1086]
+COLLAPSED = [0.2214, 0.0548, 0.0382, 0.0189, 0.0064, 0.0016, 0.000653,
+             0.000317]
+
+
+def guard_epochs(guard, d_fakes):
+  for epoch, d_fake in enumerate(d_fakes):
+    guard.on_epoch_end(epoch, {"d_fake": d_fake})
+
+
+def test_collapse_guard_counts_epochs_in_a_row_below_its_threshold():
+  guard_epochs(callbacks_lib.CollapseGuard(0.002, epochs=2), RECOVERED)
+  with pytest.raises(callbacks_lib.TrainingCollapsedError,
+                     match=r"epoch 7: mean D\(G\(z\)\) = 0.000653, below "
+                     r"collapse_d_fake=0.002 for 2 epochs in a row") as e:
+    guard_epochs(callbacks_lib.CollapseGuard(0.002, epochs=2), COLLAPSED)
+  assert (e.value.epoch, e.value.d_fake) == (7, 0.000653)
+  # One epoch below is enough with epochs=1, or after a resume whose last
+  # epoch was below.
+  for guard in (callbacks_lib.CollapseGuard(0.002, epochs=1),
+                callbacks_lib.CollapseGuard(0.002, epochs=2, below=1)):
+    with pytest.raises(callbacks_lib.TrainingCollapsedError, match="epoch 1"):
+      guard_epochs(guard, [0.0017])
+  # Without stop it warns and trains on.
+  guard_epochs(callbacks_lib.CollapseGuard(0.002, stop=False), COLLAPSED)
+
+
+def test_a_collapsed_epoch_goes_back_to_the_best_checkpoint_with_new_noise(
+    tmp_path, mnist_dirs):
+  config = guarded_config(mnist_dirs)
+  result = run(config, tmp_path / "a", callbacks=[RejectAll(epoch=1)])
+  assert (result.initial_epoch, result.epochs_done) == (0, 3)
+  checkpoints = str(tmp_path / "a" / "checkpoints")
+  [restart] = callbacks_lib.read_restarts(checkpoints)
+  assert restart["epoch"] == 2 and restart["back_to"] == 1
+  assert restart["d_fake"] < 1e-9
+  state = callbacks_lib.read_state(checkpoints)
+  assert state["epoch"] == 3 and os.path.exists(state["weights"])
+  # The collapsed epoch was neither scored nor kept; its retrained
+  # successor was.
+  assert callbacks_lib.read_best(checkpoints)["epoch"] in (1, 2, 3)
+  # After the restart the streams are the first restart's: the noise key is
+  # the seed's moved by one salt.
+  noise = np.asarray(result.model.noise_seed.state)
+  assert noise[0] == config.seed + 1_000_003
+  # A run that went back trains on from the checkpoint with other noise than
+  # it drew from there the first time: its weights differ from a run whose
+  # epoch 2 never collapsed.
+  plain = run(config, tmp_path / "plain")
+  assert not callbacks_lib.read_restarts(str(tmp_path / "plain" /
+                                             "checkpoints"))
+  assert any(not np.allclose(a, b) for a, b in
+             zip(weights(result.model), weights(plain.model)))
+  # The same seed and the same collapse give the same run.
+  again = run(config, tmp_path / "b", callbacks=[RejectAll(epoch=1)])
+  for a, b in zip(weights(result.model), weights(again.model)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_that_keeps_collapsing_stops_when_its_restarts_are_spent(
+    tmp_path, mnist_dirs):
+  with pytest.raises(callbacks_lib.TrainingCollapsedError,
+                     match=r"collapsed at epoch 2: mean D\(G\(z\)\) = .*below "
+                     r"collapse_d_fake=0.002.*all 2 restarts "
+                     r"\(collapse_restarts\) are spent.*best checkpoint, "
+                     r".*best.weights.h5 \(epoch 1\), is kept"):
+    run(guarded_config(mnist_dirs), tmp_path,
+        callbacks=[RejectAll(epoch=1, times=3)])
+  checkpoints = str(tmp_path / "checkpoints")
+  # The first restart went back to the best checkpoint (epoch 1); collapsed
+  # again from there, the second went back to the start of the run.
+  assert [r["back_to"] for r in callbacks_lib.read_restarts(checkpoints)] == [
+      1, 0]
+  assert os.path.exists(os.path.join(checkpoints,
+                                     callbacks_lib.INITIAL_WEIGHTS))
+  # What a resume starts from is complete: epoch 1 of the last attempt.
+  state = callbacks_lib.read_state(checkpoints)
+  assert state["epoch"] == 1 and os.path.exists(state["weights"])
+  assert not os.path.exists(callbacks_lib.weights_path(checkpoints, 2))
+  # Resumed with a restart more, it goes back once more and then trains on.
+  result = run(guarded_config(mnist_dirs, collapse_restarts=3), tmp_path,
+               callbacks=[RejectAll(epoch=1, times=1)])
+  assert result.epochs_done == 3
+  assert len(callbacks_lib.read_restarts(checkpoints)) == 3
+  assert callbacks_lib.read_state(checkpoints)["epoch"] == 3
+
+
+def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
+                                                    caplog):
+  with caplog.at_level("WARNING"):
+    result = run(guarded_config(mnist_dirs, collapse_restarts=0), tmp_path,
+                 callbacks=[RejectAll(epoch=1)])
+  assert result.epochs_done == 3
+  assert "Training collapsed at epoch 2: mean D(G(z))" in caplog.text
+  assert not callbacks_lib.read_restarts(str(tmp_path / "checkpoints"))
