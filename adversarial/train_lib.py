@@ -253,13 +253,15 @@ def train(config: Config, workdir: str, verbose="auto",
     return TrainResult(model, {}, initial_epoch, initial_epoch)
 
   # The collapse guard runs before the monitor and the checkpoint, so that a
-  # collapsed epoch is neither scored nor saved.
+  # collapsed epoch is neither scored nor saved. A resumed run whose last
+  # epoch was below the threshold has that epoch counted already.
+  last_d_fake = ((state or {}).get("logs") or {}).get("d_fake")
+  below = int(last_d_fake is not None and
+              float(last_d_fake) < config.collapse_d_fake)
   run_callbacks = [callbacks_lib.NaNGuard(checkpoint_dir),
                    callbacks_lib.CollapseGuard(
                        config.collapse_d_fake, config.collapse_epochs,
-                       stop=config.collapse_restarts > 0,
-                       below=int(float((state or {}).get("logs", {}).get(
-                           "d_fake", 1.0)) < config.collapse_d_fake))]
+                       stop=config.collapse_restarts > 0, below=below)]
   if not chief:
     # Other workers train in step with the chief and write nothing.
     run_callbacks.extend(callbacks)
