@@ -95,7 +95,7 @@ def sample_from_noise(model, z: np.ndarray, rows: np.ndarray) -> tf.Tensor:
   if isinstance(model, MaskedGAN):
     blank = tf.zeros((len(z),) + model.image_shape)
     masks = tf.ones((len(z),) + model.image_shape[:2] + (1,))
-    return model._fill(model.sampler, z, blank, masks, False)
+    return model.fill(model.sampler, z, blank, masks)
   return model.sampler(z, training=False)
 
 

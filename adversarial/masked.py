@@ -183,7 +183,10 @@ class MaskedGAN(GAN):
         [tf.shape(masks)[:1], self.image_shape], 0))
     return tf.reshape(full, [tf.shape(masks)[0], -1])
 
-  def _fill(self, net, z, images, masks, training):
+  def fill(self, net, z, images, masks, training=False):
+    """`images` with the pixels where `masks` is 1 filled in by `net` (G or
+    its weight average, `sampler`) at noise `z`; the other pixels unchanged.
+    """
     batch = tf.shape(images)[0]
     visible = tf.reshape(images * (1.0 - masks), [batch, -1])
     out = net([z, tf.concat([visible, self._flat_mask(masks)], 1)],
@@ -192,7 +195,7 @@ class MaskedGAN(GAN):
 
   def _fake(self, z, cond, training):
     images, masks = cond
-    return self._fill(self.generator, z, images, masks, training)
+    return self.fill(self.generator, z, images, masks, training)
 
   def _logits(self, images, cond, training):
     _, masks = cond
@@ -202,7 +205,7 @@ class MaskedGAN(GAN):
   def call(self, inputs, training=False):
     """[z, images, masks] -> completions."""
     z, images, masks = inputs
-    return self._fill(self.generator, z, images, masks, training)
+    return self.fill(self.generator, z, images, masks, training)
 
   def complete(self, images, masks, seed: int = 0, batch_size: int = 1000,
                average: Optional[bool] = None) -> np.ndarray:
@@ -231,7 +234,7 @@ class MaskedGAN(GAN):
                        f"mask per image.")
     net = self.pick_generator(average)
     z = self.noise_for_seed(len(images), seed)
-    out = [self._fill(net, z[i:i + batch_size], images[i:i + batch_size],
+    out = [self.fill(net, z[i:i + batch_size], images[i:i + batch_size],
                       masks[i:i + batch_size], False)
            for i in range(0, len(images), batch_size)]
     return np.concatenate([np.asarray(o) for o in out], axis=0)
