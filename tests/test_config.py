@@ -63,10 +63,11 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
   assert (p.latent_dim, p.g_hidden, p.d_hidden, p.d_pieces) == (
       100, (1200, 1200), (240, 240), 5)
   assert (p.d_input_dropout, p.d_hidden_dropout) == (0.2, 0.5)
-  # The recipe's loop trains on whatever D(G(z)) does; the long conditional
-  # presets take a collapsed run back.
+  # The recipe's loop trains on whatever D(G(z)) does; the presets for long
+  # runs take a collapsed run back.
   assert p.collapse_restarts == 0 and p.instance_noise == 0.0
-  for name in ("conditional_mnist_long", "clustered_mnist_long"):
+  for name in ("paper_mnist_ema_long", "conditional_mnist_long",
+               "clustered_mnist_long"):
     assert PRESETS[name].collapse_restarts == 3
   assert (p.g_init_scale, p.d_init_scale) == (0.05, 0.005)
   assert (p.optimizer, p.learning_rate, p.lr_decay, p.min_learning_rate) == (
