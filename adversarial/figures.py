@@ -3,7 +3,8 @@ r"""The paper's figures, as PNG files.
 Usage:
 
   python -m adversarial.figures --workdir=runs/paper --out=figures
-      [--checkpoint=best] [--toy_steps=4000]
+      [--checkpoint=best] [--toy_steps=4000] [--tfds_manual_dir=DIR]
+      [--tfds_data_dir=DIR]
 
 writes
   figure1_toy.png          the 1-D toy: p_data, p_g and D(x) at four stages
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -168,14 +169,33 @@ def toy_figure(config, stages=(0, 50, 150, 4000), path: str = None):
 
 
 def write_figures(workdir: str, out: str, checkpoint: str = "best",
-                  toy_steps: int = 4000, seed: int = 0) -> list[str]:
-  """Writes the three figures into `out`; returns their paths."""
+                  toy_steps: int = 4000, seed: int = 0,
+                  data_dirs: Optional[dict] = None) -> list[str]:
+  """Writes the three figures into `out`; returns their paths.
+
+  Args:
+    workdir: a training run's directory.
+    out: the folder for the PNG files; created when the run and checkpoint
+      are found.
+    checkpoint: 'best', 'last' or a `.weights.h5` path.
+    toy_steps: generator steps of Figure 1's toy; 0 leaves Figure 1 out.
+    seed: seed of the samples and of the interpolations' z.
+    data_dirs: TFDS directories in place of the run's (`cli.data_dirs`).
+
+  Raises:
+    FileNotFoundError: no such run or checkpoint.
+    ValueError: a negative `toy_steps`.
+  """
   from adversarial import config as config_lib
   from adversarial import data as data_lib
   from adversarial import train_lib
+  if not isinstance(toy_steps, int) or toy_steps < 0:
+    raise ValueError(f"toy_steps={toy_steps!r} is not accepted: expected 0 "
+                     f"(no Figure 1) or a positive number of steps.")
+  model, config, _ = train_lib.restore(workdir, checkpoint)
+  config = config.override(**(data_dirs or {}))
   os.makedirs(out, exist_ok=True)
   paths = []
-  model, config, _ = train_lib.restore(workdir, checkpoint)
   train = data_lib.load_array(config, config.train_split)
   unit = lambda x: data_lib.to_unit_range(
       np.asarray(data_lib.to_model_range(x, config.g_output)), config.g_output)
@@ -198,10 +218,19 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
 
 
 def main(argv):
+  from absl import app
   from absl import flags
-  del argv
-  paths = write_figures(flags.FLAGS.workdir, flags.FLAGS.out,
-                        flags.FLAGS.checkpoint, flags.FLAGS.toy_steps)
+  from adversarial import cli
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    paths = write_figures(
+        flags.FLAGS.workdir, flags.FLAGS.out, flags.FLAGS.checkpoint,
+        flags.FLAGS.toy_steps,
+        data_dirs=cli.data_dirs(flags.FLAGS["tfds_manual_dir"],
+                                flags.FLAGS["tfds_data_dir"]))
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f"error: {e}") from None
   for p in paths:
     print(f"wrote {p}")
 
@@ -211,6 +240,8 @@ def main(argv):
 if __name__ == "__main__":
   from absl import app
   from absl import flags
+  from adversarial import cli
+  cli.define_data_flags()
   flags.DEFINE_string("workdir", None, "Work directory of a run.",
                       required=True)
   flags.DEFINE_string("out", "figures", "Folder for the PNG files.")

@@ -150,9 +150,16 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+      raise ConfigError(
+          f"strategy='tpu' is not accepted here: no TPU was found "
+          f"({type(e).__name__}: {e}). Expected a machine with a TPU (or "
+          f"TPU_NAME naming one), or strategy 'default', 'mirrored' or "
+          f"'multi_worker'.") from None
     return tf.distribute.TPUStrategy(resolver)
   raise ConfigError(f"strategy={name!r} is not accepted: expected one of "
                     f"'default', 'mirrored', 'multi_worker', 'tpu'.")
@@ -198,7 +205,6 @@ def train(config: Config, workdir: str, verbose="auto",
   config.validate()
   data_lib.check_dataset(config)
   check_workdir(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
 
   if train_data is None:
     train_data = data_lib.load_array(config, config.train_split)
@@ -240,6 +246,7 @@ def train(config: Config, workdir: str, verbose="auto",
   # Written after the checks and the restore: a failed start leaves the
   # directory as it was.
   if chief:
+    os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
       f.write(config.to_json())
     if found is not None:

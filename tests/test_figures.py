@@ -107,3 +107,18 @@ def test_figures_of_conditional_and_masked_runs(tmp_path, kind):
   paths = figures.write_figures(workdir, str(tmp_path / "figs"), toy_steps=0)
   assert [os.path.basename(p) for p in paths] == [
       "figure2_neighbours.png", "figure3_interpolation.png"]
+
+
+def test_write_figures_names_a_missing_run_and_writes_nothing(tmp_path):
+  out = tmp_path / "figs"
+  with pytest.raises(FileNotFoundError, match="workdir='.*none' does not "
+                     "exist"):
+    figures.write_figures(str(tmp_path / "none"), str(out))
+  workdir = str(tmp_path / "run")
+  train_lib.train(small_config(epochs=1), workdir, verbose=0,
+                  train_data=random_images(48))
+  with pytest.raises(FileNotFoundError, match="checkpoint='x.weights.h5'"):
+    figures.write_figures(workdir, str(out), checkpoint="x.weights.h5")
+  with pytest.raises(ValueError, match="toy_steps=-1 is not accepted"):
+    figures.write_figures(workdir, str(out), toy_steps=-1)
+  assert not out.exists()

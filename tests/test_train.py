@@ -187,6 +187,10 @@ def test_bad_input_fails_before_any_work(tmp_path):
     run(small_config(batch_size=0), tmp_path / "w")
   with pytest.raises(ConfigError, match="dataset='nope'"):
     train_lib.train(small_config(dataset="nope"), str(tmp_path / "w"))
+  # A strategy this machine cannot give: no TPU here.
+  with pytest.raises(ConfigError, match="strategy='tpu' is not accepted "
+                     "here: no TPU was found"):
+    run(small_config(strategy="tpu"), tmp_path / "w")
   assert not os.path.exists(tmp_path / "w")
 
 
