@@ -3,6 +3,7 @@ and a guard that stops a diverged run before it overwrites good weights."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -31,13 +32,29 @@ class TrainingDivergedError(RuntimeError):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` under a temporary name, synced and renamed
+  into place: a reader, or a run killed while writing, sees the old file
+  or the new one, never part of one."""
   tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  with _renamed_into_place(tmp, path):
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _renamed_into_place(tmp: str, path: str):
+  """Renames `tmp` to `path` once the block has written it; if the block
+  fails, `tmp` is removed and `path` left as it was."""
+  try:
+    yield
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def read_state(checkpoint_dir: str) -> Optional[dict]:
@@ -62,8 +79,8 @@ def _read_record(checkpoint_dir: str, name: str) -> Optional[dict]:
 def save_weights_atomic(model, path: str) -> None:
   """`model.save_weights` under a temporary name, renamed into place."""
   tmp = os.path.join(os.path.dirname(path), f"tmp-{os.getpid()}.weights.h5")
-  model.save_weights(tmp)
-  os.replace(tmp, path)
+  with _renamed_into_place(tmp, path):
+    model.save_weights(tmp)
 
 
 def weights_path(checkpoint_dir: str, epoch: int) -> str:
@@ -231,15 +248,15 @@ def read_restarts(checkpoint_dir: str) -> list:
 
 
 def write_restarts(checkpoint_dir: str, restarts: list) -> None:
-  _atomic_write_text(os.path.join(checkpoint_dir, RESTARTS_FILE),
-                     json.dumps({"restarts": restarts}, indent=2) + "\n")
+  write_text_atomic(os.path.join(checkpoint_dir, RESTARTS_FILE),
+                    json.dumps({"restarts": restarts}, indent=2) + "\n")
 
 
 def write_state(checkpoint_dir: str, epoch: int, weights: str,
                 logs: Optional[dict] = None) -> None:
   """Points `state.json` at `weights` (a file in `checkpoint_dir`), the
   checkpoint a resumed run starts from after `epoch` epochs."""
-  _atomic_write_text(
+  write_text_atomic(
       os.path.join(checkpoint_dir, STATE_FILE),
       json.dumps({"epoch": epoch, "weights": os.path.basename(weights),
                   "logs": logs or {}}, indent=2) + "\n")
@@ -326,7 +343,7 @@ class ParzenMonitor(keras.callbacks.Callback):
       os.makedirs(self.checkpoint_dir, exist_ok=True)
       save_weights_atomic(self.model,
                           os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
-      _atomic_write_text(
+      write_text_atomic(
           os.path.join(self.checkpoint_dir, BEST_FILE),
           json.dumps({"epoch": epoch + 1, "val_parzen": score,
                       "val_sigma": sigma, "weights": BEST_WEIGHTS},

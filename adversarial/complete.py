@@ -37,6 +37,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import numpy as np
+  from adversarial.callbacks import write_text_atomic
   from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import masked
@@ -66,10 +67,9 @@ def main(argv):
                                        to_unit)
     images_lib.write_png(os.path.join(out, f"{kind}.png"),
                          images_lib.zoom(picture, 2))
-  with open(os.path.join(out, "completion.json"), "w") as f:
-    json.dump({"scores": scores, "epoch": record.get("epoch"),
-               "checkpoint": record["weights"],
-               "num_test": len(images)}, f, indent=2)
+  write_text_atomic(os.path.join(out, "completion.json"), json.dumps(
+      {"scores": scores, "epoch": record.get("epoch"),
+       "checkpoint": record["weights"], "num_test": len(images)}, indent=2))
   print(f"classifier accuracy on {len(images)} test digits (checkpoint epoch "
         f"{record.get('epoch')}):")
   print("| missing | original | mean-image fill | completed (mean of "

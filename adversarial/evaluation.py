@@ -263,6 +263,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
 
   from adversarial import images as images_lib
   from adversarial import train_lib
+  from adversarial.callbacks import write_text_atomic
 
   model, config, record = train_lib.restore(workdir, checkpoint)
   changes = {k: v for k, v in (("tfds_manual_dir", tfds_manual_dir),
@@ -337,10 +338,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       result["conditional"] = conditional_accuracy(
           predicted, requested[:len(predicted)])
   path = os.path.join(workdir, "evaluation.json")
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(tmp, path)
+  write_text_atomic(path, json.dumps(result, indent=2))
   result["path"] = path
   # 100 of the scored samples themselves, evenly spaced (for a conditional
   # model, a row per class): the training's grids show the weight average

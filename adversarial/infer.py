@@ -39,6 +39,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import numpy as np
+  from adversarial.callbacks import write_text_atomic
   from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import inference
@@ -67,8 +68,8 @@ def main(argv):
   result = dict(scores.to_dict(), fit=fit, steps=_STEPS.value,
                 pixel_weight=_PIXEL_WEIGHT.value, epoch=record.get("epoch"),
                 checkpoint=record["weights"])
-  with open(os.path.join(out, "inference.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  write_text_atomic(os.path.join(out, "inference.json"),
+                    json.dumps(result, indent=2))
   shown = test[:12]
   rows = np.concatenate([
       shown, inference.reconstruct(model, encoder, shown),

@@ -35,6 +35,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import numpy as np
+  from adversarial.callbacks import write_text_atomic
   from adversarial import data as data_lib
   from adversarial import networks
   from adversarial import semisupervised as ss
@@ -69,9 +70,9 @@ def main(argv):
   except ValueError as e:
     raise SystemExit(f"error: {e}") from None
   path = os.path.join(_WORKDIR.value, "semi_supervised.json")
-  with open(path, "w") as f:
-    json.dump(dict(table.to_dict(), checkpoint=record["weights"],
-                   epoch=record.get("epoch"), l2=_L2.value), f, indent=2)
+  write_text_atomic(path, json.dumps(
+      dict(table.to_dict(), checkpoint=record["weights"],
+           epoch=record.get("epoch"), l2=_L2.value), indent=2))
   print(f"MNIST test error (%), linear classifier, mean +/- std over "
         f"{_DRAWS.value} labelled sets:")
   print(ss.format_table(table))

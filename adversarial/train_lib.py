@@ -247,8 +247,8 @@ def train(config: Config, workdir: str, verbose="auto",
   # directory as it was.
   if chief:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-      f.write(config.to_json())
+    callbacks_lib.write_text_atomic(os.path.join(workdir, CONFIG_FILE),
+                                    config.to_json())
     if found is not None:
       found.save(path)
     if config.collapse_restarts and state is None:

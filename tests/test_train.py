@@ -497,3 +497,22 @@ def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
   assert result.epochs_done == 3
   assert "Training collapsed at epoch 2: mean D(G(z))" in caplog.text
   assert not callbacks_lib.read_restarts(str(tmp_path / "checkpoints"))
+
+
+def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
+  path = str(tmp_path / "config.json")
+  callbacks_lib.write_text_atomic(path, "old\n")
+
+  def fail(fd):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(os, "fsync", fail)
+  with pytest.raises(OSError, match="disk full"):
+    callbacks_lib.write_text_atomic(path, "new, cut short")
+  with open(path) as f:
+    assert f.read() == "old\n"
+  assert os.listdir(tmp_path) == ["config.json"]
+  monkeypatch.undo()
+  callbacks_lib.write_text_atomic(path, "new\n")
+  with open(path) as f:
+    assert f.read() == "new\n"
