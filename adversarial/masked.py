@@ -235,7 +235,7 @@ class MaskedGAN(GAN):
     net = self.pick_generator(average)
     z = self.noise_for_seed(len(images), seed)
     out = [self.fill(net, z[i:i + batch_size], images[i:i + batch_size],
-                      masks[i:i + batch_size], False)
+                     masks[i:i + batch_size], False)
            for i in range(0, len(images), batch_size)]
     return np.concatenate([np.asarray(o) for o in out], axis=0)
 
