@@ -3,7 +3,6 @@ and a guard that stops a diverged run before it overwrites good weights."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import math
@@ -17,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial import data as data_lib
+from adversarial.files import renamed_into_place
+from adversarial.files import write_text_atomic
 from adversarial import images as images_lib
 
 STATE_FILE = "state.json"
@@ -30,31 +31,6 @@ INITIAL_WEIGHTS = "initial.weights.h5"
 
 class TrainingDivergedError(RuntimeError):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` under a temporary name, synced and renamed
-  into place: a reader, or a run killed while writing, sees the old file
-  or the new one, never part of one."""
-  tmp = f"{path}.tmp"
-  with _renamed_into_place(tmp, path):
-    with open(tmp, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-
-
-@contextlib.contextmanager
-def _renamed_into_place(tmp: str, path: str):
-  """Renames `tmp` to `path` once the block has written it; if the block
-  fails, `tmp` is removed and `path` left as it was."""
-  try:
-    yield
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def read_state(checkpoint_dir: str) -> Optional[dict]:
@@ -79,7 +55,7 @@ def _read_record(checkpoint_dir: str, name: str) -> Optional[dict]:
 def save_weights_atomic(model, path: str) -> None:
   """`model.save_weights` under a temporary name, renamed into place."""
   tmp = os.path.join(os.path.dirname(path), f"tmp-{os.getpid()}.weights.h5")
-  with _renamed_into_place(tmp, path):
+  with renamed_into_place(tmp, path):
     model.save_weights(tmp)
 
 

@@ -37,7 +37,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import numpy as np
-  from adversarial.callbacks import write_text_atomic
+  from adversarial.files import write_text_atomic
   from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import masked

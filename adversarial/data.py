@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.config import Config, ConfigError, TOY_DATASETS
+from adversarial.files import renamed_into_place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +187,8 @@ class ClusterPrior:
     """Writes the centres and shares under a temporary name, renamed into
     place."""
     tmp = f"{path}.tmp.npz"
-    np.savez(tmp, centres=self.centres, shares=self.shares)
-    os.replace(tmp, path)
+    with renamed_into_place(tmp, path):
+      np.savez(tmp, centres=self.centres, shares=self.shares)
 
   @classmethod
   def load(cls, path: str) -> "ClusterPrior":

@@ -263,7 +263,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
 
   from adversarial import images as images_lib
   from adversarial import train_lib
-  from adversarial.callbacks import write_text_atomic
+  from adversarial.files import write_text_atomic
 
   model, config, record = train_lib.restore(workdir, checkpoint)
   changes = {k: v for k, v in (("tfds_manual_dir", tfds_manual_dir),

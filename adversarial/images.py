@@ -9,6 +9,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from adversarial.files import renamed_into_place
+
 
 def grid(images: np.ndarray, rows: Optional[int] = None,
          pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
@@ -49,9 +51,9 @@ def write_png(path: str, picture: np.ndarray) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   data = tf.io.encode_png(np.asarray(picture, np.uint8)).numpy()
   tmp = f"{path}.tmp"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  with renamed_into_place(tmp, path):
+    with open(tmp, "wb") as f:
+      f.write(data)
 
 
 def read_png(path: str) -> np.ndarray:

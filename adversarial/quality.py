@@ -34,6 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial.files import renamed_into_place
+
 CLASSIFIER_FILE = "mnist_classifier.keras"
 FEATURE_LAYER = "features"
 
@@ -86,8 +88,8 @@ def load_or_train_classifier(config) -> keras.Model:
   model = train_classifier(train.images, train.labels)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path[:-len(".keras")] + f".tmp{os.getpid()}.keras"
-  model.save(tmp)
-  os.replace(tmp, path)
+  with renamed_into_place(tmp, path):
+    model.save(tmp)
   return model
 
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 from adversarial import callbacks as callbacks_lib
 from adversarial import data as data_lib
 from adversarial import evaluation
+from adversarial import files
 from adversarial import networks
 from adversarial import optim
 from adversarial.config import Config, ConfigError
@@ -247,8 +248,8 @@ def train(config: Config, workdir: str, verbose="auto",
   # directory as it was.
   if chief:
     os.makedirs(workdir, exist_ok=True)
-    callbacks_lib.write_text_atomic(os.path.join(workdir, CONFIG_FILE),
-                                    config.to_json())
+    files.write_text_atomic(os.path.join(workdir, CONFIG_FILE),
+                            config.to_json())
     if found is not None:
       found.save(path)
     if config.collapse_restarts and state is None:

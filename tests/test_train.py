@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from adversarial import callbacks as callbacks_lib
+from adversarial import files
 from adversarial import images as images_lib
 from adversarial import train_lib
 from adversarial.config import ConfigError
@@ -501,18 +502,18 @@ def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
 
 def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
   path = str(tmp_path / "config.json")
-  callbacks_lib.write_text_atomic(path, "old\n")
+  files.write_text_atomic(path, "old\n")
 
   def fail(fd):
     raise OSError("disk full")
 
   monkeypatch.setattr(os, "fsync", fail)
   with pytest.raises(OSError, match="disk full"):
-    callbacks_lib.write_text_atomic(path, "new, cut short")
+    files.write_text_atomic(path, "new, cut short")
   with open(path) as f:
     assert f.read() == "old\n"
   assert os.listdir(tmp_path) == ["config.json"]
   monkeypatch.undo()
-  callbacks_lib.write_text_atomic(path, "new\n")
+  files.write_text_atomic(path, "new\n")
   with open(path) as f:
     assert f.read() == "new\n"
