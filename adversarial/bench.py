@@ -329,45 +329,71 @@ def _variant(update: str, jit: bool, precision: str) -> str:
   return f"{update}{' +XLA' if jit else ''}{short}"
 
 
-_DOT = re.compile(
-    r"= \w+\[([\d,]*)\]\S* dot\(%([\w.\-]+), %([\w.\-]+)\), "
-    r"lhs_contracting_dims=\{([\d,]*)\}, rhs_contracting_dims=\{([\d,]*)\}")
+# An instruction that multiplies matrices: a `dot`, or on a GPU, where XLA
+# hands most dots to cuBLAS, a custom call whose first two operands are the
+# dot's and whose backend config holds its dimension numbers (its output
+# may be a tuple: the product, then cuBLAS's workspace).
+# Operands may be printed with their shapes ("f32[100,784]{1,0} %p0").
+_OPERAND = r"(?:\w+\[[\d,]*\]\S* )?%([\w.\-]+)"
+_MATMUL = re.compile(r"= \(?\w+\[([\d,]*)\][^=\n]*? (?:dot|custom-call)\("
+                     + _OPERAND + ", " + _OPERAND)
 _SHAPE = re.compile(r"%([\w.\-]+) = \w+\[([\d,]*)\]")
 
 
 def _dims(text: str) -> list[int]:
-  return [int(v) for v in text.split(",") if v]
+  return [int(v) for v in re.findall(r"\d+", text)]
+
+
+def _dimension_numbers(line: str, side: str, kind: str) -> list[int]:
+  """`{side}_{kind}_dims={...}` of a dot, or the same list in a cuBLAS
+  call's backend config; [] where there is none (no batch dimensions)."""
+  m = (re.search(side + "_" + kind + r"_dims=\{([\d,]*)\}", line) or
+       re.search(f'"{side}_{kind}_dimensions":' + r"\[([^\]]*)\]", line))
+  return _dims(m.group(1)) if m else []
 
 
 def hlo_dots(hlo: str) -> list[dict]:
-  """Every dot of an HLO module's text: the operands' shapes, the
-  contracted dimensions and the dot's FLOPs (2 x multiply-adds). Dots with
-  batch dimensions are not expected here (none of these nets has one)."""
+  """Every dot of an HLO module's text, `dot` instructions and cuBLAS
+  calls alike: the operands' shapes, their batch and contracted dimensions
+  and the dot's FLOPs (2 x multiply-adds). A GPU's HLO splits some dots
+  into batches along the contraction (and may pad it), so its FLOPs can
+  exceed the network's by the padding."""
   shapes = {m.group(1): _dims(m.group(2)) for m in _SHAPE.finditer(hlo)}
   dots = []
-  for m in _DOT.finditer(hlo):
+  for line in hlo.splitlines():
+    if " dot(" not in line and 'custom_call_target="__cublas$' not in line:
+      continue
+    m = _MATMUL.search(line)
+    if m is None:
+      raise ValueError(f"an HLO line with a dot that hlo_dots cannot read: "
+                       f"{line.strip()[:200]!r}")
     lhs, rhs = shapes[m.group(2)], shapes[m.group(3)]
-    lhs_c, rhs_c = _dims(m.group(4)), _dims(m.group(5))
-    out = _dims(m.group(1))
-    dots.append(dict(lhs=lhs, rhs=rhs, lhs_contracting=lhs_c,
-                     rhs_contracting=rhs_c, flops=2 * int(np.prod(out)) *
-                     int(np.prod([lhs[i] for i in lhs_c]))))
+    dot = dict(lhs=lhs, rhs=rhs)
+    for side in ("lhs", "rhs"):
+      for kind in ("batch", "contracting"):
+        dot[f"{side}_{kind}"] = _dimension_numbers(line, side, kind)
+    dot["flops"] = 2 * int(np.prod(_dims(m.group(1)))) * int(
+        np.prod([lhs[i] for i in dot["lhs_contracting"]]))
+    dots.append(dot)
   return dots
 
 
 def einsum_equation(dot: dict) -> str:
-  """The `tf.einsum` equation of a dot of `hlo_dots`: contracted dimensions
-  share a letter; the output is the lhs's free dimensions, then the rhs's,
-  as in HLO."""
+  """The `tf.einsum` equation of a dot of `hlo_dots`: batch and contracted
+  dimensions share a letter; the output is the batch dimensions, then the
+  lhs's free dimensions, then the rhs's, as in HLO."""
   letters = iter("abcdefghijklmnop")
   lhs_l = [next(letters) for _ in dot["lhs"]]
   rhs_l = [next(letters) for _ in dot["rhs"]]
-  for i, j in zip(dot["lhs_contracting"], dot["rhs_contracting"]):
-    rhs_l[j] = lhs_l[i]
-  free = ([c for i, c in enumerate(lhs_l) if i not in dot["lhs_contracting"]]
-          + [c for j, c in enumerate(rhs_l)
-             if j not in dot["rhs_contracting"]])
-  return f"{''.join(lhs_l)},{''.join(rhs_l)}->{''.join(free)}"
+  for shared in ("batch", "contracting"):
+    for i, j in zip(dot[f"lhs_{shared}"], dot[f"rhs_{shared}"]):
+      rhs_l[j] = lhs_l[i]
+  lhs_bound = dot["lhs_batch"] + dot["lhs_contracting"]
+  rhs_bound = dot["rhs_batch"] + dot["rhs_contracting"]
+  out = ([lhs_l[i] for i in dot["lhs_batch"]] +
+         [c for i, c in enumerate(lhs_l) if i not in lhs_bound] +
+         [c for j, c in enumerate(rhs_l) if j not in rhs_bound])
+  return f"{''.join(lhs_l)},{''.join(rhs_l)}->{''.join(out)}"
 
 
 def time_dot(dot: dict, repeats: int = 5, inner: int = 50) -> float:

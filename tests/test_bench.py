@@ -197,6 +197,56 @@ def test_hlo_dots_reads_shapes_and_contractions():
   assert bench.time_dot(dots[0], repeats=1, inner=2) > 0
 
 
+def test_hlo_dots_reads_a_gpus_split_dots_and_cublas_calls():
+  # Lines of the paper step's optimised HLO on an H200 (metadata and tuning
+  # configs cut): G's [100, 1200] x [1200, 1200] dot split into 4 batches
+  # of 300 along the contraction, and a cuBLAS call (tuple output).
+  hlo = (
+      '%block_fusion.2 = f32[100,4,300]{2,1,0} fusion(%parameter_0.1, '
+      '%parameter_1.1), kind=kCustom, calls=%Relu.1\n'
+      '%block_fusion.3 = f32[4,300,1200]{2,1,0} fusion(%parameter_2), '
+      'kind=kCustom, calls=%parameter_2\n'
+      'ROOT %dot.16 = f32[4,100,1200]{2,1,0} dot(%block_fusion.2, '
+      '%block_fusion.3), lhs_batch_dims={1}, lhs_contracting_dims={2}, '
+      'rhs_batch_dims={0}, rhs_contracting_dims={1}, frontend_attributes='
+      '{grad_x="false",grad_y="false"}\n'
+      '%copy.5 = f32[1200,784]{1,0} copy(%arg6.1)\n'
+      '%loop_multiply_fusion = f32[100,784]{1,0} fusion(%get-tuple-element.'
+      '62, %gemm_fusion_MatMul_2.14, %arg7.1), kind=kInput\n'
+      '%custom-call.2 = (f32[100,1200]{1,0}, s8[4076800]{0}) custom-call('
+      '%loop_multiply_fusion, %copy.5), custom_call_target="__cublas$gemm", '
+      'frontend_attributes={grad_x="true",grad_y="false"}, backend_config='
+      '{"operation_queue_id":"0","wait_on_operation_queues":[],"gemm_backend'
+      '_config":{"selected_algorithm":"-1","alpha_real":1,"beta":0,"dot_'
+      'dimension_numbers":{"lhs_contracting_dimensions":["1"],"rhs_'
+      'contracting_dimensions":["1"],"lhs_batch_dimensions":[],"rhs_batch_'
+      'dimensions":[]},"alpha_imag":0,"epilogue":"DEFAULT"}}\n'
+      '%custom-call.5 = f32[100,784]{1,0} custom-call(%copy.5, %copy.5), '
+      'custom_call_target="SomethingElse"\n')
+  dots = bench.hlo_dots(hlo)
+  assert [(d["lhs"], d["rhs"], d["lhs_batch"], d["rhs_batch"],
+           d["lhs_contracting"], d["rhs_contracting"]) for d in dots] == [
+               ([100, 4, 300], [4, 300, 1200], [1], [0], [2], [1]),
+               ([100, 784], [1200, 784], [], [], [1], [1])]
+  # The split dot does the work of the whole [100, 1200] x [1200, 1200].
+  assert [d["flops"] for d in dots] == [2 * 100 * 1200 * 1200,
+                                        2 * 100 * 784 * 1200]
+  assert [bench.einsum_equation(d) for d in dots] == ["abc,bcf->baf",
+                                                      "ab,cb->ac"]
+  assert bench.time_dot(dots[0], repeats=1, inner=2) > 0
+
+
+def test_hlo_dots_reads_operands_printed_with_shapes_and_refuses_the_rest():
+  hlo = ("%a = f32[2,3]{1,0} parameter(0)\n%b = f32[3,4]{1,0} parameter(1)\n"
+         "%d = f32[2,4]{1,0} dot(f32[2,3]{1,0} %a, f32[3,4]{1,0} %b), "
+         "lhs_contracting_dims={1}, rhs_contracting_dims={0}\n")
+  assert [(d["lhs"], d["rhs"], d["flops"]) for d in bench.hlo_dots(hlo)] == [
+      ([2, 3], [3, 4], 2 * 2 * 4 * 3)]
+  # A dot it cannot read is an error, not a dot left out of the count.
+  with pytest.raises(ValueError, match="cannot read"):
+    bench.hlo_dots(hlo + "%e = f32[2,4]{1,0} dot(%a)\n")
+
+
 def _row(variant, precision, ms, gpu_mb=None):
   return dict(model="paper MNIST MLP", variant=variant, precision=precision,
               ms_per_step=ms, steps_per_s=1e3 / ms, images_per_s=1e5 / ms,
