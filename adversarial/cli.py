@@ -49,3 +49,20 @@ def restore_or_exit(workdir: str, checkpoint: str, dirs: dict):
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
   return model, config.override(**dirs), record
+
+
+def run(main):
+  """`absl.app.run(main)`, where a setting found bad after the flags were
+  read (`ConfigError`) or a dataset TFDS could not prepare ends the process
+  with its message and exit status 1 instead of a traceback."""
+  from absl import app
+
+  def guarded(argv):
+    from adversarial.config import ConfigError
+    from adversarial.data import DataUnavailableError
+    try:
+      return main(argv)
+    except (ConfigError, DataUnavailableError) as e:
+      raise SystemExit(f"error: {e}") from None
+
+  app.run(guarded)

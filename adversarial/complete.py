@@ -26,9 +26,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a masked "
                                "run (--masked).", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
                                   "best, last, or a .weights.h5 path.")
-_NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored.")
+_NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored.",
+                                 lower_bound=1)
 _COMPLETIONS = flags.DEFINE_integer("completions", 5,
-                                    "Completions per input.")
+                                    "Completions per input.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the masks and completions.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
@@ -82,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -30,6 +30,11 @@ from adversarial.config import Config, ConfigError, TOY_DATASETS
 from adversarial.files import renamed_into_place
 
 
+class DataUnavailableError(RuntimeError):
+  """TFDS could not prepare a dataset: no network for its download, or files
+  in `tfds_manual_dir` that are not the dataset's."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ArrayData:
   """One split held in memory.
@@ -104,7 +109,7 @@ def prepare(config: Config):
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # TFDS raises many kinds; all mean "no data".
-    raise RuntimeError(
+    raise DataUnavailableError(
         f"TFDS could not prepare dataset {config.dataset!r} in data_dir="
         f"{config.tfds_data_dir or '~/tensorflow_datasets'} (manual_dir="
         f"{config.tfds_manual_dir!r}): {type(e).__name__}: {e}\nWithout "

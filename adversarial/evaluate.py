@@ -22,9 +22,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", "best", "best (validation Parzen), last, or a .weights.h5 "
     "path.")
-_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Samples from G.")
-_VAL = flags.DEFINE_integer("num_val", 1_000, "Validation images for sigma.")
-_TEST = flags.DEFINE_integer("num_test", None, "Test images (default: all).")
+_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Samples from G.",
+                                lower_bound=1)
+_VAL = flags.DEFINE_integer("num_val", 1_000, "Validation images for sigma.",
+                            lower_bound=1)
+_TEST = flags.DEFINE_integer("num_test", None, "Test images (default: all).",
+                             lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples' z.")
 _QUALITY = flags.DEFINE_bool(
     "quality", True, "Also report the sample-quality scores (MNIST): "
@@ -128,7 +131,7 @@ def format_by_class(samples: dict, reference: dict) -> str:
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

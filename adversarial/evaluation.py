@@ -286,6 +286,9 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     if value < 1:
       raise ValueError(f"{name}={value} is not accepted: expected a "
                        f"positive integer.")
+  if num_test is not None and num_test < 1:
+    raise ValueError(f"num_test={num_test} is not accepted: expected a "
+                     f"positive integer (none: the whole test split).")
   val = data_lib.load_array(config, config.val_split).images[:num_val]
   test_data = data_lib.load_array(config, config.test_split)
   test, labels = test_data.images, test_data.labels

@@ -184,7 +184,8 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
 
   Raises:
     FileNotFoundError: no such run or checkpoint.
-    ValueError: a negative `toy_steps`.
+    ValueError: a negative `toy_steps`, or an `out` that cannot be made a
+      folder.
   """
   from adversarial import config as config_lib
   from adversarial import data as data_lib
@@ -194,7 +195,11 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
                      f"(no Figure 1) or a positive number of steps.")
   model, config, _ = train_lib.restore(workdir, checkpoint)
   config = config.override(**(data_dirs or {}))
-  os.makedirs(out, exist_ok=True)
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"out={out!r} cannot be created: {e}; expected a "
+                     f"writable folder.") from None
   paths = []
   train = data_lib.load_array(config, config.train_split)
   unit = lambda x: data_lib.to_unit_range(
@@ -248,4 +253,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("checkpoint", "best", "best, last or a path.")
   flags.DEFINE_integer("toy_steps", 4000,
                        "Generator steps of the Figure 1 toy (0: skip it).")
-  app.run(main)
+  cli.run(main)

@@ -22,15 +22,22 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
                                   "best, last, or a .weights.h5 path.")
-_STEPS = flags.DEFINE_integer("steps", 5000, "Encoder training steps.")
-_BATCH = flags.DEFINE_integer("batch_size", 100, "Samples per step.")
+_STEPS = flags.DEFINE_integer("steps", 5000, "Encoder training steps.",
+                              lower_bound=1)
+_BATCH = flags.DEFINE_integer("batch_size", 100, "Samples per step.",
+                              lower_bound=1)
 _LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam step size.")
+flags.register_validator("learning_rate", lambda v: v > 0,
+                         "expected Adam's step size, a number > 0")
 _PIXEL_WEIGHT = flags.DEFINE_float(
     "pixel_weight", 0.0, "Weight of the pixel error of G(E(x)) on real "
-    "training images; 0 trains on G's samples alone (the authors' inferer).")
-_NUM_TEST = flags.DEFINE_integer("num_test", 1000, "Test images scored.")
+    "training images; 0 trains on G's samples alone (the authors' inferer).",
+    lower_bound=0)
+_NUM_TEST = flags.DEFINE_integer("num_test", 1000, "Test images scored.",
+                                 lower_bound=1)
 _CANDIDATES = flags.DEFINE_integer(
-    "num_candidates", 10_000, "Random z of the best-of-random baseline.")
+    "num_candidates", 10_000, "Random z of the best-of-random baseline.",
+    lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
@@ -90,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

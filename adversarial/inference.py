@@ -90,6 +90,9 @@ def fit_encoder(model: GAN, encoder: keras.Model, steps: int = 5000,
   if steps < 1 or batch_size < 1:
     raise ValueError(f"steps={steps}, batch_size={batch_size} are not "
                      f"accepted: expected positive integers.")
+  if not learning_rate > 0:
+    raise ValueError(f"learning_rate={learning_rate} is not accepted: "
+                     f"expected a step size > 0.")
   generator = model.pick_generator(average)
   optimizer = keras.optimizers.Adam(learning_rate)
   optimizer.build(encoder.trainable_variables)
@@ -196,6 +199,10 @@ def reconstruction_scores(model: GAN, encoder: keras.Model,
   """G(E(x)) against the best of `num_candidates` random z and against the
   mean image, on `test_images` (G's output range); also E's latent error on
   fresh samples G(z) (the prior's variance, 1, is what predicting 0 gets)."""
+  if len(test_images) < 1 or num_candidates < 1:
+    raise ValueError(f"{len(test_images)} test images and num_candidates="
+                     f"{num_candidates} are not accepted: expected at least "
+                     f"one of each.")
   enc, enc_se = _mse(reconstruct(model, encoder, test_images, average),
                      test_images)
   rand, rand_se = _mse(best_of_random(model, test_images, num_candidates,

@@ -277,6 +277,9 @@ def completion_scores(model: MaskedGAN, classifier, images: np.ndarray,
     seed: seed of the block masks and of the first completion.
     to_unit: G's output range -> [0, 1].
   """
+  if len(images) < 1 or completions < 1:
+    raise ValueError(f"{len(images)} images and completions={completions} "
+                     f"are not accepted: expected at least one of each.")
   h, w = images.shape[1], images.shape[2]
   original = classifier_accuracy(classifier, to_unit(images), labels)
   out = {}

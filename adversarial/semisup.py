@@ -25,9 +25,11 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
                                   "best, last, or a .weights.h5 path.")
 _SIZES = flags.DEFINE_list("sizes", ["100", "600", "1000", "3000"],
                            "Numbers of labelled training images.")
-_DRAWS = flags.DEFINE_integer("draws", 3, "Labelled sets drawn per size.")
+_DRAWS = flags.DEFINE_integer("draws", 3, "Labelled sets drawn per size.",
+                              lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the labelled sets.")
-_L2 = flags.DEFINE_float("l2", 1e-3, "L2 penalty of the linear classifier.")
+_L2 = flags.DEFINE_float("l2", 1e-3, "L2 penalty of the linear classifier.",
+                         lower_bound=0)
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
 
 
@@ -42,8 +44,10 @@ def main(argv):
   try:
     sizes = [int(s) for s in _SIZES.value]
   except ValueError:
+    sizes = []
+  if not sizes or min(sizes) < 1:
     raise app.UsageError(f"--sizes={_SIZES.value} is not accepted: expected "
-                         f"integers such as 100,600,1000,3000.") from None
+                         f"positive integers such as 100,600,1000,3000.")
   model, config, record = cli.restore_or_exit(
       _WORKDIR.value, _CHECKPOINT.value,
       cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
@@ -80,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

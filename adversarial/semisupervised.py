@@ -66,9 +66,10 @@ def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   """Indices of `size` examples, size / classes of each class, drawn with
   `seed`."""
   classes = np.unique(labels)
-  if size % len(classes):
-    raise ValueError(f"size={size} is not accepted: expected a multiple of "
-                     f"the {len(classes)} classes (the same count of each).")
+  if size < 1 or size % len(classes):
+    raise ValueError(f"size={size} is not accepted: expected a positive "
+                     f"multiple of the {len(classes)} classes (the same "
+                     f"count of each).")
   rng = np.random.default_rng(seed)
   per = size // len(classes)
   picks = []
@@ -149,6 +150,11 @@ def semi_supervised_table(feature_sets: dict, train_labels: np.ndarray,
     seed: first draw's seed.
     l2: the classifier's penalty.
   """
+  if draws < 1:
+    raise ValueError(f"draws={draws} is not accepted: expected a positive "
+                     f"integer.")
+  if l2 < 0:
+    raise ValueError(f"l2={l2} is not accepted: expected a penalty >= 0.")
   errors = {name: {} for name in feature_sets}
   for n in sizes:
     subsets = [balanced_subset(train_labels, n, seed + d)

@@ -137,7 +137,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`adversarial-train`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -122,3 +122,8 @@ def test_write_figures_names_a_missing_run_and_writes_nothing(tmp_path):
   with pytest.raises(ValueError, match="toy_steps=-1 is not accepted"):
     figures.write_figures(workdir, str(out), toy_steps=-1)
   assert not out.exists()
+  out.write_text("a file, not a folder")
+  with pytest.raises(ValueError, match=r"out='.*figs' cannot be created.*"
+                     r"expected a writable folder"):
+    figures.write_figures(workdir, str(out), toy_steps=0)
+  assert out.read_text() == "a file, not a folder"

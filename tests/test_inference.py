@@ -47,6 +47,9 @@ def test_pixel_term_trains_on_real_images():
   assert fit["pixel_mse"] is not None and np.isfinite(fit["pixel_mse"])
   with pytest.raises(ValueError, match="needs real_images"):
     inference.fit_encoder(model, encoder, steps=1, pixel_weight=1.0)
+  with pytest.raises(ValueError, match="learning_rate=0.0 is not accepted: "
+                     "expected a step size > 0"):
+    inference.fit_encoder(model, encoder, steps=1, learning_rate=0.0)
 
 
 def test_best_of_random_is_the_nearest_sample():
@@ -64,6 +67,11 @@ def test_best_of_random_is_the_nearest_sample():
   assert scores.best_of_random == pytest.approx(np.mean(d.min(1)) / x[0].size,
                                                 rel=1e-5)
   assert scores.num_images == 5 and scores.num_candidates == 50
+  with pytest.raises(ValueError, match="num_candidates=0 are not accepted"):
+    inference.reconstruction_scores(model, encoder, x, x.mean(0),
+                                    num_candidates=0)
+  with pytest.raises(ValueError, match="0 test images .* not accepted"):
+    inference.reconstruction_scores(model, encoder, x[:0], x.mean(0))
 
 
 def test_conditional_models_are_refused():

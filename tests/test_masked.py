@@ -129,5 +129,8 @@ def test_completion_scores_compare_with_the_mean_fill():
     assert len(s["completed_per_draw"]) == 2
     assert 0.0 <= s["completed"] <= 1.0 and 0.0 <= s["mean_fill"] <= 1.0
   assert scores["bottom_half"]["missing_share"] == pytest.approx(0.5)
+  with pytest.raises(ValueError, match="completions=0 are not accepted"):
+    masked.completion_scores(model, Counts(), x, labels, x.mean(0),
+                             completions=0)
   picture = masked.completion_figure(model, x[:3], "block", completions=2)
   assert picture.shape[0] == 3 * 29 + 1 and picture.shape[1] == 4 * 29 + 1

@@ -108,6 +108,9 @@ def test_class_shares_other_than_uniform_need_a_conditional_run(plain_run):
   with pytest.raises(ValueError, match="class_shares='prior' is not "
                      "accepted: expected one of uniform, train"):
     evaluation.evaluate_workdir(str(plain_run), class_shares="prior")
+  with pytest.raises(ValueError, match="num_test=0 is not accepted: "
+                     "expected a positive integer"):
+    evaluation.evaluate_workdir(str(plain_run), num_test=0)
 
 
 def test_masked_run_completes_digits(tmp_path, mnist_dirs):
@@ -149,3 +152,27 @@ def test_clustered_run_is_scored_in_its_clusters_shares(tmp_path, mnist_dirs):
       images.read_png(result["samples_png"]),
       images.grid(model.generate(1000, seed=0, labels=requested)[picked],
                   rows=10))
+
+
+@pytest.mark.parametrize("module,flag,message", [
+    ("adversarial.infer", "--num_test=0", "0 is not a positive integer"),
+    ("adversarial.infer", "--num_candidates=0", "0 is not a positive integer"),
+    ("adversarial.infer", "--learning_rate=0", "expected Adam's step size, a "
+     "number > 0"),
+    ("adversarial.infer", "--pixel_weight=-1", "-1.0 is not a non-negative"),
+    ("adversarial.semisup", "--draws=0", "0 is not a positive integer"),
+    ("adversarial.semisup", "--l2=-1", "-1.0 is not a non-negative"),
+    ("adversarial.semisup", "--sizes=0,100", "--sizes=['0', '100'] is not "
+     "accepted: expected positive integers"),
+    ("adversarial.complete", "--completions=0", "0 is not a positive integer"),
+    ("adversarial.evaluate", "--num_test=0", "0 is not a positive integer"),
+])
+def test_bad_flags_are_named_before_anything_runs(tmp_path, module, flag,
+                                                  message):
+  proc = subprocess.run(
+      [sys.executable, "-m", module, f"--workdir={tmp_path / 'none'}", flag],
+      env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+      timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stdout + proc.stderr
+  assert "Traceback" not in proc.stderr

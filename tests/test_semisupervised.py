@@ -16,6 +16,9 @@ def test_balanced_subset():
   assert not np.array_equal(idx, ss.balanced_subset(labels, 100, seed=1))
   with pytest.raises(ValueError, match="multiple of the 10 classes"):
     ss.balanced_subset(labels, 105, seed=0)
+  with pytest.raises(ValueError, match="size=0 is not accepted: expected a "
+                     "positive multiple"):
+    ss.balanced_subset(labels, 0, seed=0)
 
 
 def blobs(n, seed, label_seed=None):
@@ -64,3 +67,7 @@ def test_table_has_every_feature_set_and_size():
   assert all(len(table.errors[k][n]) == 2 for k in "ab" for n in (10, 20))
   text = ss.format_table(table)
   assert "| a |" in text and "20 labels" in text
+  with pytest.raises(ValueError, match="draws=0 is not accepted"):
+    ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10,), draws=0)
+  with pytest.raises(ValueError, match="l2=-1.0 is not accepted"):
+    ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10,), l2=-1.0)

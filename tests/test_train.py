@@ -357,6 +357,23 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   assert not os.listdir(tmp_path)
 
 
+def test_cli_data_tfds_cannot_prepare_ends_with_the_message(tmp_path,
+                                                            mnist_dirs):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    (manual / name).write_bytes(b"not mnist")
+  proc = cli([f"--workdir={tmp_path / 'run'}", "--dataset=mnist",
+              f"--tfds_manual_dir={manual}",
+              f"--tfds_data_dir={tmp_path / 'tfds'}"], mnist_dirs)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 1, out
+  assert "error: TFDS could not prepare dataset 'mnist'" in out
+  assert "--tfds_manual_dir" in out
+  assert "Traceback" not in out
+
+
 def test_batches_that_do_not_split_across_replicas_are_refused(tmp_path):
 
   class TwoReplicas:
