@@ -7,7 +7,8 @@ Usage:
   python -m adversarial.train --dataset=mnist --workdir=/tmp/gan \
       --config=paper_mnist --tfds_manual_dir=path/to/mnist
 
-  # Rerunning the same command resumes from the last checkpoint.
+  # Rerunning the same command resumes from the last checkpoint (after
+  # Ctrl-C or a crash alike).
   # The conditional model p(x | c) of Section 7 (one sample row per class):
   python -m adversarial.train --dataset=mnist --workdir=/tmp/cgan --conditional
 
@@ -18,6 +19,9 @@ Usage:
 Flags override the preset's values; `--config` names the preset. The work
 directory receives config.json, checkpoints/, samples/ and tensorboard/.
 """
+
+import os
+import sys
 
 from absl import app
 from absl import flags
@@ -131,8 +135,22 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   except (TrainingDivergedError, TrainingCollapsedError) as e:
     raise SystemExit(f"error: {e}") from None
+  except KeyboardInterrupt:
+    print(interrupted_message(_WORKDIR.value), file=sys.stderr)
+    sys.exit(130)  # the shell's status for a process ended by SIGINT
   print(f"trained epochs {result.initial_epoch}..{result.epochs_done}; "
         f"work directory: {_WORKDIR.value}")
+
+
+def interrupted_message(workdir: str) -> str:
+  """What a run stopped by Ctrl-C keeps, and how to go on."""
+  from adversarial import callbacks as callbacks_lib
+  state = callbacks_lib.read_state(os.path.join(workdir, "checkpoints"))
+  if state is None:
+    return (f"interrupted before the first checkpoint: {workdir} holds no "
+            f"epoch yet; the same command starts the run again.")
+  return (f"interrupted: {workdir} keeps its checkpoint of epoch "
+          f"{state['epoch']}; the same command resumes from there.")
 
 
 def run():

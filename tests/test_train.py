@@ -322,6 +322,25 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
     np.testing.assert_array_equal(x, y)
 
 
+def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
+  workdir = tmp_path / "run"
+  proc = cli(["--dataset=mnist", "--epochs=3", "--steps_per_epoch=1000",
+              "--set=monitor_samples=0", "--verbose=0", *TINY,
+              f"--workdir={workdir}"], mnist_dirs)
+  state_file = workdir / "checkpoints" / "state.json"
+  deadline = time.time() + 240
+  while not state_file.exists() and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.2)  # into epoch 2
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  epoch = json.loads(state_file.read_text())["epoch"]
+  assert proc.returncode == 130, out
+  assert (f"interrupted: {workdir} keeps its checkpoint of epoch {epoch}; "
+          f"the same command resumes from there.") in out
+  assert "Traceback" not in out
+
+
 @pytest.mark.parametrize("flag,message", [
     ("--dataset=mnist_typo", "dataset='mnist_typo' is not accepted"),
     ("--batch_size=0", "batch_size=0 is not accepted"),
