@@ -729,8 +729,9 @@ if __name__ == "__main__":
   from absl import app
   from absl import flags
   flags.DEFINE_integer("steps", 150, "Steps per repeat (MLP; rounded up to "
-                       "whole calls of steps_per_execution).")
-  flags.DEFINE_integer("repeats", 5, "Repeats; the median is reported.")
+                       "whole calls of steps_per_execution).", lower_bound=2)
+  flags.DEFINE_integer("repeats", 5, "Repeats; the median is reported.",
+                       lower_bound=1)
   flags.DEFINE_list("models", list(MODELS), "mlp, conv.")
   flags.DEFINE_list("skip", [], "Parts to skip: breakdown, pipeline, "
                     "export, parzen.")

@@ -172,8 +172,9 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
 
   Raises:
     FileNotFoundError: no such work directory or checkpoint.
-    ExportError: the version exists, `export_dir` cannot be written, or the
-      written model does not reproduce the generator.
+    ExportError: a bad version or model name, the version exists,
+      `export_dir` cannot be written, or the written model does not
+      reproduce the generator.
   """
   import adversarial
   from adversarial import train_lib
@@ -181,6 +182,10 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
   if version is not None and (not isinstance(version, int) or version < 1):
     raise ExportError(f"version={version!r} is not accepted: expected a "
                       f"positive integer (TF Serving's version directory).")
+  if not isinstance(model_name, str) or not model_name.strip():
+    raise ExportError(f"model_name={model_name!r} is not accepted: expected "
+                      f"the name TF Serving serves the model under, e.g. "
+                      f"'generator'.")
   model, config, record = train_lib.restore(workdir, checkpoint)
   if config.masked:
     raise ExportError(

@@ -1,9 +1,15 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from adversarial import bench
 from adversarial import networks
 from adversarial.config import PAPER_MNIST, get_preset
+
+from conftest import REPO
 
 
 def test_flop_counts_of_the_paper_pair():
@@ -301,3 +307,16 @@ def test_bad_bench_flags_are_named(flag, value):
     bench.check_flags(**args)
   args[flag] = []
   bench.check_flags(**args)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--repeats=0", "flag --repeats=0: 0 is not a positive integer"),
+    ("--steps=1", "flag --steps=1: 1 is not integer >= 2"),
+])
+def test_bench_counts_are_bounded_when_the_flags_are_read(flag, message):
+  proc = subprocess.run([sys.executable, "-m", "adversarial.bench", flag],
+                        env=dict(os.environ, PYTHONPATH=REPO),
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr

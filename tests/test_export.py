@@ -155,6 +155,9 @@ def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
     export.export_generator(run_dir, str(blocker / "sub"))
   with pytest.raises(export.ExportError, match="version=0"):
     export.export_generator(run_dir, base, version=0)
+  with pytest.raises(export.ExportError, match="model_name='' is not "
+                     "accepted: expected the name TF Serving serves"):
+    export.export_generator(run_dir, base, model_name="")
   # A failure after the model was written: earlier versions stay as they
   # were and no partial version appears.
   def broken(*args):
