@@ -324,9 +324,13 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
 
 def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
+  # A shell starts background jobs with SIGINT ignored, and Python keeps an
+  # ignored SIGINT ignored: give the run the default handler, as a terminal
+  # does.
   proc = cli(["--dataset=mnist", "--epochs=3", "--steps_per_epoch=1000",
               "--set=monitor_samples=0", "--verbose=0", *TINY,
-              f"--workdir={workdir}"], mnist_dirs)
+              f"--workdir={workdir}"], mnist_dirs,
+             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   state_file = workdir / "checkpoints" / "state.json"
   deadline = time.time() + 240
   while not state_file.exists() and time.time() < deadline:
