@@ -154,7 +154,8 @@ def test_clustered_run_is_scored_in_its_clusters_shares(tmp_path, mnist_dirs):
                   rows=10))
 
 
-# One bad flag of each binary (the other bounds are the same absl bounds).
+# Bad flags of each binary (the bounds not tried here are the same absl
+# bounds).
 @pytest.mark.parametrize("module,flag,message", [
     ("adversarial.infer", "--learning_rate=0", "expected Adam's step size, a "
      "number > 0"),
