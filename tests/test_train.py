@@ -380,8 +380,8 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   assert not os.listdir(tmp_path)
 
 
-def test_cli_data_tfds_cannot_prepare_ends_with_the_message(tmp_path,
-                                                            mnist_dirs):
+def test_cli_ends_with_the_message_when_tfds_cannot_prepare_the_data(
+    tmp_path, mnist_dirs):
   manual = tmp_path / "manual"
   manual.mkdir()
   for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
