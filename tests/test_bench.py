@@ -320,3 +320,26 @@ def test_bench_counts_are_bounded_when_the_flags_are_read(flag, message):
   assert proc.returncode != 0
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_data_that_cannot_be_prepared_fails_before_anything_is_timed(
+    tmp_path, monkeypatch):
+  from adversarial.data import DataUnavailableError
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    (manual / name).write_bytes(b"not mnist")
+
+  def timed(*args, **kwargs):
+    raise AssertionError("timing started")
+
+  monkeypatch.setattr(bench, "matmul_peak", timed)
+  with pytest.raises(DataUnavailableError, match="could not prepare"):
+    bench.run_all(manual_dir=str(manual), data_dir=str(tmp_path / "tfds"),
+                  models=("mlp",), precisions=("float32",))
+  # With the pipeline skipped the data is not needed.
+  with pytest.raises(AssertionError, match="timing started"):
+    bench.run_all(manual_dir=str(manual), data_dir=str(tmp_path / "tfds"),
+                  models=("mlp",), precisions=("float32",),
+                  skip=("pipeline",))
