@@ -31,6 +31,20 @@ def random_images(n=64, shape=(28, 28, 1), seed=0):
       rng.integers(0, 10, size=(n,)).astype(np.int64))
 
 
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture
+def wrong_mnist_files(tmp_path):
+  """A manual directory with the four MNIST file names and other bytes."""
+  manual = tmp_path / "wrong_manual"
+  manual.mkdir()
+  for name in MNIST_FILES:
+    (manual / name).write_bytes(b"not mnist")
+  return manual
+
+
 @pytest.fixture(scope="session")
 def mnist_dirs(tmp_path_factory):
   """(manual_dir, data_dir): real MNIST prepared by TFDS from the original

@@ -323,13 +323,9 @@ def test_bench_counts_are_bounded_when_the_flags_are_read(flag, message):
 
 
 def test_data_that_cannot_be_prepared_fails_before_anything_is_timed(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch, wrong_mnist_files):
   from adversarial.data import DataUnavailableError
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-    (manual / name).write_bytes(b"not mnist")
+  manual = wrong_mnist_files
 
   def timed(*args, **kwargs):
     raise AssertionError("timing started")

@@ -114,15 +114,13 @@ def test_missing_manual_dir_is_named(tmp_path):
     data_lib.prepare(config)
 
 
-def test_wrong_files_in_manual_dir_say_what_to_do(tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-    (manual / name).write_bytes(b"not mnist")
+def test_wrong_files_in_manual_dir_say_what_to_do(tmp_path,
+                                                  wrong_mnist_files):
   config = small_config(dataset="mnist", tfds_data_dir=str(tmp_path / "d"),
-                        tfds_manual_dir=str(manual))
-  with pytest.raises(RuntimeError, match=r"(?s)could not prepare.*wrong checksum.*tfds_manual_dir"):
+                        tfds_manual_dir=str(wrong_mnist_files))
+  with pytest.raises(data_lib.DataUnavailableError,
+                     match=r"(?s)could not prepare.*wrong checksum.*"
+                     r"tfds_manual_dir"):
     data_lib.prepare(config)
 
 
@@ -134,7 +132,8 @@ def test_a_download_is_announced_and_its_failure_says_what_to_do(
                       no_network)
   config = small_config(dataset="cifar10", tfds_data_dir=str(tmp_path))
   with caplog.at_level("WARNING"):
-    with pytest.raises(RuntimeError, match=r"(?s)could not prepare dataset "
+    with pytest.raises(data_lib.DataUnavailableError,
+                       match=r"(?s)could not prepare dataset "
                        r"'cifar10'.*ConnectionError.*--tfds_manual_dir"):
       data_lib.prepare(config)
   assert "TFDS is downloading dataset 'cifar10'" in caplog.text

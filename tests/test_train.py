@@ -381,14 +381,9 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
 
 
 def test_cli_ends_with_the_message_when_tfds_cannot_prepare_the_data(
-    tmp_path, mnist_dirs):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-    (manual / name).write_bytes(b"not mnist")
+    tmp_path, mnist_dirs, wrong_mnist_files):
   proc = cli([f"--workdir={tmp_path / 'run'}", "--dataset=mnist",
-              f"--tfds_manual_dir={manual}",
+              f"--tfds_manual_dir={wrong_mnist_files}",
               f"--tfds_data_dir={tmp_path / 'tfds'}"], mnist_dirs)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 1, out
