@@ -265,6 +265,12 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   from adversarial import train_lib
   from adversarial.files import write_text_atomic
 
+  # num_test None: the whole test split.
+  for name, value in (("num_samples", num_samples), ("num_val", num_val),
+                      ("num_test", num_test)):
+    if value is not None and value < 1:
+      raise ValueError(f"{name}={value} is not accepted: expected a "
+                       f"positive integer.")
   model, config, record = train_lib.restore(workdir, checkpoint)
   changes = {k: v for k, v in (("tfds_manual_dir", tfds_manual_dir),
                                ("tfds_data_dir", tfds_data_dir)) if v}
@@ -282,13 +288,6 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   if class_shares != "uniform" and not config.conditional:
     raise ValueError(f"class_shares={class_shares!r} is for conditional "
                      f"runs; this run is not one: expected 'uniform'.")
-  for name, value in (("num_samples", num_samples), ("num_val", num_val)):
-    if value < 1:
-      raise ValueError(f"{name}={value} is not accepted: expected a "
-                       f"positive integer.")
-  if num_test is not None and num_test < 1:
-    raise ValueError(f"num_test={num_test} is not accepted: expected a "
-                     f"positive integer (none: the whole test split).")
   val = data_lib.load_array(config, config.val_split).images[:num_val]
   test_data = data_lib.load_array(config, config.test_split)
   test, labels = test_data.images, test_data.labels
