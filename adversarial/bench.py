@@ -332,7 +332,8 @@ def _variant(update: str, jit: bool, precision: str) -> str:
 # An instruction that multiplies matrices: a `dot`, or on a GPU, where XLA
 # hands most dots to cuBLAS, a custom call whose first two operands are the
 # dot's and whose backend config holds its dimension numbers (its output
-# may be a tuple: the product, then cuBLAS's workspace).
+# may be a tuple: the product, then cuBLAS's workspace), or a oneDNN matmul
+# call (its first two operands, then perhaps a bias or an addend).
 # Operands may be printed with their shapes ("f32[100,784]{1,0} %p0").
 _OPERAND = r"(?:\w+\[[\d,]*\]\S* )?%([\w.\-]+)"
 _MATMUL = re.compile(r"= \(?\w+\[([\d,]*)\][^=\n]*? (?:dot|custom-call)\("
@@ -352,16 +353,34 @@ def _dimension_numbers(line: str, side: str, kind: str) -> list[int]:
   return _dims(m.group(1)) if m else []
 
 
+def _onednn_dimension_numbers(line: str, lhs: list, rhs: list) -> dict:
+  """The dimension numbers of a oneDNN matmul call (XLA's CPU backend of
+  some TensorFlow releases emits these in place of dots): a matrix product
+  of the last two dimensions, each operand transposed where its config
+  says, batched over the dimensions before them."""
+  def transposed(name):
+    m = re.search(f'"{name}":(true|false)', line)
+    return m is not None and m.group(1) == "true"
+  lhs_rank, rhs_rank = len(lhs), len(rhs)
+  return dict(
+      lhs_batch=list(range(lhs_rank - 2)),
+      rhs_batch=list(range(rhs_rank - 2)),
+      lhs_contracting=[lhs_rank - (2 if transposed("transpose_a") else 1)],
+      rhs_contracting=[rhs_rank - (1 if transposed("transpose_b") else 2)])
+
+
 def hlo_dots(hlo: str) -> list[dict]:
-  """Every dot of an HLO module's text, `dot` instructions and cuBLAS
-  calls alike: the operands' shapes, their batch and contracted dimensions
-  and the dot's FLOPs (2 x multiply-adds). A GPU's HLO splits some dots
-  into batches along the contraction (and may pad it), so its FLOPs can
-  exceed the network's by the padding."""
+  """Every dot of an HLO module's text, `dot` instructions, cuBLAS calls and
+  oneDNN matmul calls alike: the operands' shapes, their batch and
+  contracted dimensions and the dot's FLOPs (2 x multiply-adds). A GPU's
+  HLO splits some dots into batches along the contraction (and may pad
+  it), so its FLOPs can exceed the network's by the padding."""
   shapes = {m.group(1): _dims(m.group(2)) for m in _SHAPE.finditer(hlo)}
   dots = []
   for line in hlo.splitlines():
-    if " dot(" not in line and 'custom_call_target="__cublas$' not in line:
+    onednn = 'custom_call_target="__onednn$matmul"' in line
+    if (" dot(" not in line and not onednn and
+        'custom_call_target="__cublas$' not in line):
       continue
     m = _MATMUL.search(line)
     if m is None:
@@ -369,9 +388,12 @@ def hlo_dots(hlo: str) -> list[dict]:
                        f"{line.strip()[:200]!r}")
     lhs, rhs = shapes[m.group(2)], shapes[m.group(3)]
     dot = dict(lhs=lhs, rhs=rhs)
-    for side in ("lhs", "rhs"):
-      for kind in ("batch", "contracting"):
-        dot[f"{side}_{kind}"] = _dimension_numbers(line, side, kind)
+    if onednn:
+      dot.update(_onednn_dimension_numbers(line, lhs, rhs))
+    else:
+      for side in ("lhs", "rhs"):
+        for kind in ("batch", "contracting"):
+          dot[f"{side}_{kind}"] = _dimension_numbers(line, side, kind)
     dot["flops"] = 2 * int(np.prod(_dims(m.group(1)))) * int(
         np.prod([lhs[i] for i in dot["lhs_contracting"]]))
     dots.append(dot)

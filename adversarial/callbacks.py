@@ -111,18 +111,27 @@ class NaNGuard(keras.callbacks.Callback):
     super().__init__()
     self.checkpoint_dir = checkpoint_dir
     self._epoch = 0
+    self._calls = 0
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch
+    self._calls = 0
 
   def on_train_batch_end(self, batch, logs=None):
+    # One call per `steps_per_execution` steps, the epoch's last call
+    # perhaps shorter. The steps are counted here rather than read from
+    # `batch`, which Keras versions set to a call's first or last step.
+    del batch
+    self._calls += 1
     bad = {k: float(v) for k, v in (logs or {}).items()
            if not math.isfinite(float(v))}
     if bad:
-      # Keras reports the last step of each call (`steps_per_execution`).
-      calls = getattr(self.model, "steps_per_execution", 1) or 1
-      steps = (f"step {batch + 1}" if calls == 1 else
-               f"steps {max(batch + 2 - calls, 1)}-{batch + 1}")
+      per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
+      last = self._calls * per_call
+      if (self.params or {}).get("steps"):
+        last = min(last, self.params["steps"])
+      first = (self._calls - 1) * per_call + 1
+      steps = f"step {last}" if first == last else f"steps {first}-{last}"
       self._stop(f"{steps}: " +
                  ", ".join(f"{k}={v}" for k, v in bad.items()))
 

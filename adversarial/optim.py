@@ -123,7 +123,10 @@ class ScheduledMomentumSGD(keras.optimizers.SGD):
     if self.built:
       return
     keras.optimizers.Optimizer.build(self, variables)
-    self.momentums = self.add_optimizer_variables(variables, "momentum")
+    # One slot per variable, in the variables' order (what Keras 3.10's
+    # `add_optimizer_variables` does; this also runs on earlier Keras 3).
+    self.momentums = [self.add_variable_from_reference(v, "momentum")
+                      for v in variables]
 
   def _momentum_now(self):
     if self.momentum_schedule is None:

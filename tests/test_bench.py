@@ -242,6 +242,44 @@ def test_hlo_dots_reads_a_gpus_split_dots_and_cublas_calls():
   assert bench.time_dot(dots[0], repeats=1, inner=2) > 0
 
 
+def test_hlo_dots_reads_onednn_matmul_calls():
+  # Lines of the paper step's optimised HLO on a CPU under TensorFlow 2.16,
+  # whose XLA hands the dots to oneDNN (metadata cut): G's first layer with
+  # its bias and ReLU fused, a gradient through W (transpose_b) and the
+  # gradient of W (transpose_a) with an addend.
+  config = ('backend_config={"outer_dimension_partitions":[],"onednn_matmul_'
+            'config":{"transpose_a":%s,"transpose_b":%s,"fused_ops":[%s],'
+            '"bias_broadcast":true,"alpha_typecast":0}}')
+  hlo = "\n".join([
+      "%z = f32[100,100]{1,0} parameter(0)",
+      "%w = f32[100,1200]{1,0} parameter(1)",
+      "%b = f32[1200]{0} parameter(2)",
+      "%h = f32[100,1200]{1,0} parameter(3)",
+      "%v = f32[240,1200]{1,0} parameter(4)",
+      "%x = f32[100,240]{1,0} parameter(5)",
+      "%c.1 = f32[100,1200]{1,0} custom-call(f32[100,100]{1,0} %z, "
+      "f32[100,1200]{1,0} %w, f32[1200]{0} %b), custom_call_target="
+      '"__onednn$matmul", ' + config % ("false", "false", '"BIAS","RELU"'),
+      "%c.2 = f32[100,240]{1,0} custom-call(f32[100,1200]{1,0} %h, "
+      "f32[240,1200]{1,0} %v), custom_call_target=\"__onednn$matmul\", "
+      + config % ("false", "true", ""),
+      "%c.3 = f32[240,1200]{1,0} custom-call(f32[100,240]{1,0} %x, "
+      "f32[100,1200]{1,0} %h, f32[240,1200]{1,0} %v), custom_call_target="
+      '"__onednn$matmul", ' + config % ("true", "false", '"SUM"'),
+  ])
+  dots = bench.hlo_dots(hlo)
+  assert [(d["lhs"], d["rhs"], d["lhs_contracting"], d["rhs_contracting"])
+          for d in dots] == [([100, 100], [100, 1200], [1], [0]),
+                             ([100, 1200], [240, 1200], [1], [1]),
+                             ([100, 240], [100, 1200], [0], [0])]
+  assert [d["flops"] for d in dots] == [2 * 100 * 1200 * 100,
+                                        2 * 100 * 240 * 1200,
+                                        2 * 240 * 1200 * 100]
+  assert [bench.einsum_equation(d) for d in dots] == ["ab,bd->ad",
+                                                      "ab,cb->ac",
+                                                      "ab,ad->bd"]
+
+
 def test_hlo_dots_reads_operands_printed_with_shapes_and_refuses_the_rest():
   hlo = ("%a = f32[2,3]{1,0} parameter(0)\n%b = f32[3,4]{1,0} parameter(1)\n"
          "%d = f32[2,4]{1,0} dot(f32[2,3]{1,0} %a, f32[3,4]{1,0} %b), "

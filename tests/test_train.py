@@ -97,6 +97,14 @@ def test_more_epochs_extend_the_same_run(tmp_path):
   assert again.history == {} and again.initial_epoch == 2
 
 
+def poison(model):
+  """Makes D's logit bias NaN: a NaN there reaches the losses on every
+  backend (a NaN in a ReLU layer's kernel need not: oneDNN's fused
+  MatMul+ReLU can map NaN to 0)."""
+  bias = model.discriminator.get_layer("logits").bias
+  bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+
 class PoisonAt(keras.callbacks.Callback):
 
   def __init__(self, epoch):
@@ -105,11 +113,7 @@ class PoisonAt(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     if epoch == self.epoch:
-      # D's logit bias: a NaN there reaches the losses on every backend (a
-      # NaN in a ReLU layer's kernel need not: oneDNN's fused MatMul+ReLU
-      # can map NaN to 0).
-      bias = self.model.discriminator.get_layer("logits").bias
-      bias.assign(np.full(bias.shape, np.nan, np.float32))
+      poison(self.model)
 
 
 @pytest.mark.parametrize("calls, where", [(1, "step 1"), (3, "steps 1-3")])
@@ -126,6 +130,43 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
   assert record["epoch"] == 1
   assert all(np.isfinite(w).all() for w in weights(model))
   assert not os.path.exists(tmp_path / "samples" / "epoch-0002.png")
+
+
+class PoisonAtCall(keras.callbacks.Callback):
+  """`poison` before the `call`-th call (1-based) of every epoch."""
+
+  def __init__(self, call):
+    super().__init__()
+    self.call = call
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.calls = 0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.calls += 1
+    if self.calls == self.call:
+      poison(self.model)
+
+
+def test_nan_in_a_later_call_names_that_calls_steps(tmp_path):
+  # 6 steps, 3 a call: calls of steps 1-3 and 4-6.
+  with pytest.raises(callbacks_lib.TrainingDivergedError,
+                     match=r"diverged at epoch 1, steps 4-6: .*nan"):
+    run(small_config(epochs=1, steps_per_epoch=6, steps_per_execution=3),
+        tmp_path, callbacks=[PoisonAtCall(2)])
+
+
+def test_nan_in_a_short_last_call_names_its_step():
+  # fit() of the user's own: 5 minibatches, 2 a call: steps 1-2, 3-4, 5.
+  model = train_lib.build_model(small_config(), (28, 28, 1),
+                                np.full((28, 28, 1), 0.5, np.float32), 5)
+  model.compile(d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
+                steps_per_execution=2)
+  images = DATA.images[:40].astype(np.float32) / 255.0
+  with pytest.raises(callbacks_lib.TrainingDivergedError,
+                     match=r"diverged at epoch 1, step 5: .*nan"):
+    model.fit(images, batch_size=8, epochs=1, verbose=0,
+              callbacks=[PoisonAtCall(3), callbacks_lib.NaNGuard()])
 
 
 class PoisonHidden(keras.callbacks.Callback):
