@@ -751,8 +751,8 @@ def main(argv):
 # Flags are defined only when run as a program, so importing the module
 # defines none.
 if __name__ == "__main__":
-  from absl import app
   from absl import flags
+  from adversarial import cli
   flags.DEFINE_integer("steps", 150, "Steps per repeat (MLP; rounded up to "
                        "whole calls of steps_per_execution).", lower_bound=2)
   flags.DEFINE_integer("repeats", 5, "Repeats; the median is reported.",
@@ -767,5 +767,4 @@ if __name__ == "__main__":
   flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
   flags.DEFINE_string("tfds_manual_dir", None, "TFDS manual directory.")
   flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
-  from adversarial import cli
   cli.run(main)

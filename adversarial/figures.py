@@ -243,7 +243,6 @@ def main(argv):
 # The flags live here, not at module level, so that importing the library
 # defines none (the training binary defines flags of the same names).
 if __name__ == "__main__":
-  from absl import app
   from absl import flags
   from adversarial import cli
   cli.define_data_flags()

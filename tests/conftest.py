@@ -2,6 +2,8 @@
 from the original files (no network)."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,6 +15,25 @@ from adversarial import data as data_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MANUAL_DIR = os.path.join(REPO, "..", "shared", "data", "mnist")
+
+
+def module_env(mnist_dirs=None) -> dict:
+  """The environment of a subprocess of the package: this checkout on the
+  path, TensorFlow's start-up logs off and, given `mnist_dirs` (the fixture's
+  pair), the real MNIST files."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+  if mnist_dirs:
+    manual, data_dir = mnist_dirs
+    env.update(ADVERSARIAL_TFDS_MANUAL_DIR=manual,
+               ADVERSARIAL_TFDS_DATA_DIR=data_dir)
+  return env
+
+
+def run_module(module, args, mnist_dirs=None, timeout=120):
+  """`python -m module args` in `module_env`, its output captured."""
+  return subprocess.run([sys.executable, "-m", module, *args],
+                        env=module_env(mnist_dirs), capture_output=True,
+                        text=True, timeout=timeout)
 
 
 def small_config(**changes):

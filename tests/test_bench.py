@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -9,7 +5,7 @@ from adversarial import bench
 from adversarial import networks
 from adversarial.config import PAPER_MNIST, get_preset
 
-from conftest import REPO
+from conftest import run_module
 
 
 def test_flop_counts_of_the_paper_pair():
@@ -352,9 +348,7 @@ def test_bad_bench_flags_are_named(flag, value):
     ("--steps=1", "flag --steps=1: 1 is not integer >= 2"),
 ])
 def test_bench_counts_are_bounded_when_the_flags_are_read(flag, message):
-  proc = subprocess.run([sys.executable, "-m", "adversarial.bench", flag],
-                        env=dict(os.environ, PYTHONPATH=REPO),
-                        capture_output=True, text=True, timeout=120)
+  proc = run_module("adversarial.bench", [flag])
   assert proc.returncode != 0
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr

@@ -10,7 +10,7 @@ import tensorflow as tf
 import export
 from adversarial import train_lib
 
-from conftest import REPO, random_images, small_config
+from conftest import random_images, run_module, small_config
 
 
 @pytest.fixture(scope="module")
@@ -170,17 +170,12 @@ def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
 
 
 def test_export_command_line(run_dir, tmp_path):
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
   base = tmp_path / "serving"
-  ok = subprocess.run(
-      [sys.executable, "-m", "export", f"--workdir={run_dir}",
-       f"--export_dir={base}", "--checkpoint=last"], env=env,
-      capture_output=True, text=True, timeout=180)
+  ok = run_module("export", [f"--workdir={run_dir}", f"--export_dir={base}",
+                             "--checkpoint=last"], timeout=180)
   assert ok.returncode == 0, ok.stderr
   assert f"exported the generator to {base}/1" in ok.stdout
-  again = subprocess.run(
-      [sys.executable, "-m", "export", f"--workdir={run_dir}",
-       f"--export_dir={base}", "--version=1"], env=env,
-      capture_output=True, text=True, timeout=180)
+  again = run_module("export", [f"--workdir={run_dir}", f"--export_dir={base}",
+                                "--version=1"], timeout=180)
   assert again.returncode != 0
   assert "version 1 already exists" in again.stderr

@@ -3,14 +3,11 @@ tiny nets and short runs: they check that each tool runs end to end and
 writes what it says, not the quality of the results (REPRODUCTION.md)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import run_module
 
 TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
         "--set=latent_dim=8", "--batch_size=20", "--epochs=1",
@@ -18,12 +15,7 @@ TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
 
 
 def run(module, args, mnist_dirs, timeout=400):
-  manual, data_dir = mnist_dirs
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
-             ADVERSARIAL_TFDS_MANUAL_DIR=manual,
-             ADVERSARIAL_TFDS_DATA_DIR=data_dir)
-  proc = subprocess.run([sys.executable, "-m", module, *args], env=env,
-                        capture_output=True, text=True, timeout=timeout)
+  proc = run_module(module, args, mnist_dirs, timeout)
   assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
   return proc.stdout
 
@@ -167,10 +159,7 @@ def test_clustered_run_is_scored_in_its_clusters_shares(tmp_path, mnist_dirs):
 ])
 def test_bad_flags_are_named_before_anything_runs(tmp_path, module, flag,
                                                   message):
-  proc = subprocess.run(
-      [sys.executable, "-m", module, f"--workdir={tmp_path / 'none'}", flag],
-      env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
-      timeout=120)
+  proc = run_module(module, [f"--workdir={tmp_path / 'none'}", flag])
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
   assert "Traceback" not in proc.stderr

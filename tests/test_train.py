@@ -16,7 +16,7 @@ from adversarial import images as images_lib
 from adversarial import train_lib
 from adversarial.config import ConfigError
 
-from conftest import REPO, random_images, small_config
+from conftest import module_env, random_images, run_module, small_config
 
 DATA = random_images(48)
 
@@ -264,12 +264,9 @@ TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
 
 
 def cli(args, mnist_dirs, **kwargs):
-  manual, data_dir = mnist_dirs
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2",
-             ADVERSARIAL_TFDS_MANUAL_DIR=manual,
-             ADVERSARIAL_TFDS_DATA_DIR=data_dir)
   return subprocess.Popen(
-      [sys.executable, "-m", "adversarial.train", *args], env=env,
+      [sys.executable, "-m", "adversarial.train", *args],
+      env=module_env(mnist_dirs),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -292,12 +289,12 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   assert json.loads((workdir / "config.json").read_text())[
       "steps_per_epoch"] == 30
   manual, data_dir = mnist_dirs
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-  ev = subprocess.run(
-      [sys.executable, "-m", "adversarial.evaluate", f"--workdir={workdir}",
-       "--num_samples=2000", "--num_test=2000", "--generator=trained",
-       f"--tfds_manual_dir={manual}", f"--tfds_data_dir={data_dir}"],
-      env=env, capture_output=True, text=True, timeout=300)
+  # The data directories as flags this time, not in the environment.
+  ev = run_module(
+      "adversarial.evaluate",
+      [f"--workdir={workdir}", "--num_samples=2000", "--num_test=2000",
+       "--generator=trained", f"--tfds_manual_dir={manual}",
+       f"--tfds_data_dir={data_dir}"], timeout=300)
   assert ev.returncode == 0, ev.stdout + ev.stderr
   assert "Parzen-window log-likelihood:" in ev.stdout
   result = json.loads((workdir / "evaluation.json").read_text())
