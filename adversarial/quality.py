@@ -34,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial import data as data_lib
 from adversarial.files import renamed_into_place
 
 CLASSIFIER_FILE = "mnist_classifier.keras"
@@ -41,9 +42,7 @@ FEATURE_LAYER = "features"
 
 
 def classifier_path(tfds_data_dir: Optional[str]) -> str:
-  root = tfds_data_dir or os.path.join(os.path.expanduser("~"), ".cache",
-                                       "adversarial")
-  return os.path.join(root, CLASSIFIER_FILE)
+  return os.path.join(data_lib.cache_root(tfds_data_dir), CLASSIFIER_FILE)
 
 
 def build_classifier(seed: int = 0) -> keras.Model:
@@ -80,7 +79,6 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 3,
 def load_or_train_classifier(config) -> keras.Model:
   """The cached MNIST classifier for `config`'s data directory, trained on
   the run's training split the first time."""
-  from adversarial import data as data_lib
   path = classifier_path(config.tfds_data_dir)
   if os.path.exists(path):
     return keras.models.load_model(path)

@@ -16,7 +16,7 @@ their initial weights), and the trained D.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np

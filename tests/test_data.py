@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -105,6 +107,95 @@ def test_real_mnist_offline_with_the_papers_split(mnist_dirs):
   assert set(np.unique(train.labels)) == set(range(10))
   # Real digits: dark background, about 13% ink on average.
   assert 0.12 < train.images.mean() / 255 < 0.14
+
+
+def _test_split_from_tfds(data_dir):
+  builder = tfds.builder("mnist", data_dir=data_dir)
+  return tfds.as_numpy(builder.as_dataset(split="test", batch_size=-1,
+                                          shuffle_files=False))
+
+
+def test_a_decoded_split_is_kept_and_read_back_unchanged(mnist_dirs,
+                                                        monkeypatch):
+  manual, data_dir = mnist_dirs
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
+  assert cache.path.startswith(data_dir) and cache.num_examples == 10000
+  if os.path.exists(cache.path):
+    os.remove(cache.path)
+  decoded = data_lib.load_array(config, "test")
+  assert os.path.exists(cache.path)
+  real = _test_split_from_tfds(data_dir)
+  np.testing.assert_array_equal(decoded.images, real["image"])
+  np.testing.assert_array_equal(decoded.labels, real["label"])
+  # Read back without decoding the split in batches again (its first
+  # example is read, to check the kept arrays are of this data).
+  def no_decoding(*args, **kwargs):
+    raise AssertionError("the split was decoded again")
+  monkeypatch.setattr(tf.data.Dataset, "batch", no_decoding)
+  kept = data_lib.load_array(config, "test")
+  np.testing.assert_array_equal(kept.images, real["image"])
+  np.testing.assert_array_equal(kept.labels, real["label"])
+  assert kept.labels.dtype == np.int64 and kept.images.dtype == np.uint8
+
+
+def test_a_kept_split_of_other_data_or_unreadable_is_decoded_again(
+    mnist_dirs, caplog):
+  manual, data_dir = mnist_dirs
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
+  real = _test_split_from_tfds(data_dir)
+  os.makedirs(os.path.dirname(cache.path), exist_ok=True)
+  # Arrays kept from data prepared before (another dataset_info.json),
+  # alike in their first example only.
+  stale_images = np.zeros_like(real["image"])
+  stale_images[0] = real["image"][0]
+  np.savez(cache.path, fingerprint=np.array("other"), images=stale_images,
+           labels=real["label"].astype(np.int64))
+  np.testing.assert_array_equal(data_lib.load_array(config, "test").images,
+                                real["image"])
+  with np.load(cache.path) as f:
+    assert str(f["fingerprint"]) == cache.fingerprint
+  # A truncated file.
+  with open(cache.path, "wb") as f:
+    f.write(b"PK\x03\x04 cut short")
+  with caplog.at_level("WARNING"):
+    np.testing.assert_array_equal(
+        data_lib.load_array(config, "test").labels, real["label"])
+  assert "unreadable array cache" in caplog.text
+  with np.load(cache.path) as f:
+    np.testing.assert_array_equal(f["labels"], real["label"])
+
+
+def test_mocked_or_unwritable_data_is_not_kept(mnist_dirs, monkeypatch,
+                                               caplog):
+  manual, data_dir = mnist_dirs
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  data_lib.load_array(config, "test")
+  cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
+  kept = os.stat(cache.path).st_mtime_ns
+  with tfds.testing.mock_data(num_examples=20):
+    assert len(data_lib.load_array(config, "test")) == 20
+  # Mocked from the real record: the same fingerprint, other examples.
+  with tfds.testing.mock_data(num_examples=20, data_dir=data_dir):
+    mocked = data_lib.load_array(config, "test")
+    assert data_lib._array_cache(config, data_lib.prepare(config),
+                                 "test").fingerprint == cache.fingerprint
+  assert len(mocked) == 20
+  assert os.stat(cache.path).st_mtime_ns == kept
+  assert len(data_lib.load_array(config, "test")) == 10000
+  # A folder that cannot be written: the split is still returned, and no
+  # partial file is left behind.
+  os.remove(cache.path)
+  def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(np, "savez", disk_full)
+  with caplog.at_level("WARNING"):
+    assert len(data_lib.load_array(config, "test")) == 10000
+  assert "No space left on device" in caplog.text
+  assert not any(name.startswith("test-")
+                 for name in os.listdir(os.path.dirname(cache.path))), (
+                     os.listdir(os.path.dirname(cache.path)))
 
 
 def test_missing_manual_dir_is_named(tmp_path):

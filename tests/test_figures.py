@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from adversarial import figures
 from adversarial import gan as gan_lib
-from adversarial import images as images_lib
 from adversarial import networks
 from adversarial import train_lib
 from adversarial.config import get_preset
