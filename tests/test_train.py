@@ -590,3 +590,28 @@ def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
   files.write_text_atomic(path, "new\n")
   with open(path) as f:
     assert f.read() == "new\n"
+
+
+def test_every_file_is_synced_before_it_takes_its_name(tmp_path,
+                                                      monkeypatch):
+  # A sample grid, as every atomic writer goes through renamed_into_place.
+  from adversarial import images
+  events = []
+  sync, replace = os.fsync, os.replace
+
+  def fsync(fd):
+    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    sync(fd)
+
+  def rename(src, dst):
+    events.append(("replace", str(src)))
+    replace(src, dst)
+
+  monkeypatch.setattr(os, "fsync", fsync)
+  monkeypatch.setattr(os, "replace", rename)
+  path = tmp_path / "grid.png"
+  images.write_png(str(path), np.zeros((4, 4, 1), np.uint8))
+  tmp = str(path) + ".tmp"
+  assert events == [("fsync", tmp), ("replace", tmp),
+                    ("fsync", str(tmp_path))]
+  assert images.read_png(str(path)).shape == (4, 4, 1)
