@@ -9,12 +9,22 @@ import contextlib
 import os
 
 
-def _sync(path: str) -> None:
+def sync(path: str) -> None:
+  """Writes a file's data through to the disk."""
   fd = os.open(path, os.O_RDONLY)
   try:
     os.fsync(fd)
   finally:
     os.close(fd)
+
+
+def sync_folder(path: str) -> None:
+  """Writes a folder's entries (a rename in it) through to the disk, where
+  the system allows a folder to be synced (POSIX does; others raise)."""
+  try:
+    sync(path)
+  except OSError:
+    pass
 
 
 @contextlib.contextmanager
@@ -23,16 +33,22 @@ def renamed_into_place(tmp: str, path: str):
   if either fails, `tmp` is removed and `path` left as it was."""
   try:
     yield
-    _sync(tmp)
+    sync(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
-  try:  # The rename: a folder cannot be opened for syncing everywhere.
-    _sync(os.path.dirname(os.path.abspath(path)))
-  except OSError:
-    pass
+  sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def sync_tree(path: str) -> None:
+  """Syncs every file and folder under `path` (a folder about to be renamed
+  into place whole, such as an exported SavedModel)."""
+  for folder, _, names in os.walk(path):
+    for name in names:
+      sync(os.path.join(folder, name))
+    sync_folder(folder)
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -27,9 +27,9 @@ config and the package version travel as assets (`assets/config.json`,
 `assets/version.txt`).
 
 An export is written into a temporary directory beside the target, loaded
-back and checked, then renamed into place: a server polling `export_dir`
-never sees half a model, and a failed export leaves earlier versions as they
-were.
+back and checked, synced to disk, then renamed into place: a server polling
+`export_dir` never sees half a model, a failed export leaves earlier versions
+as they were, and a version that appeared survives a power loss whole.
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
       reproduce the generator.
   """
   import adversarial
+  from adversarial import files
   from adversarial import train_lib
 
   if version is not None and (not isinstance(version, int) or version < 1):
@@ -242,7 +243,9 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
                                       num_classes, shares is None):
         writer.write(request)
     _check(saved, model, num_classes, shares)
+    files.sync_tree(saved)
     os.rename(saved, final)
+    files.sync_folder(export_dir)
   except ExportError:
     raise
   except Exception as e:

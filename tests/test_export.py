@@ -39,6 +39,33 @@ def test_layout_versions_and_metadata(run_dir, exported, tmp_path):
   assert export.export_generator(run_dir, str(tmp_path)).endswith("/8")
 
 
+def test_every_exported_file_is_synced_before_the_version_appears(
+    run_dir, tmp_path, monkeypatch):
+  events = []
+  sync, rename = os.fsync, os.rename
+
+  def record_fsync(fd):
+    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    sync(fd)
+
+  def record_rename(src, dst):
+    events.append(("rename", str(src), str(dst)))
+    rename(src, dst)
+
+  monkeypatch.setattr(os, "fsync", record_fsync)
+  monkeypatch.setattr(os, "rename", record_rename)
+  final = export.export_generator(run_dir, str(tmp_path))
+  renames = [e for e in events if e[0] == "rename" and e[2] == final]
+  assert len(renames) == 1
+  at = events.index(renames[0])
+  saved = renames[0][1]
+  synced = {e[1] for e in events[:at] if e[0] == "fsync"}
+  written = {os.path.join(saved, os.path.relpath(os.path.join(d, n), final))
+             for d, _, names in os.walk(final) for n in names}
+  assert written and written <= synced
+  assert ("fsync", str(tmp_path)) in events[at:]
+
+
 def test_saved_model_cli_lists_the_signatures(exported):
   path, _ = exported
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
