@@ -36,6 +36,28 @@ def run_module(module, args, mnist_dirs=None, timeout=120):
                         text=True, timeout=timeout)
 
 
+def record_file_events(monkeypatch) -> list:
+  """The calls of os.fsync (as ("fsync", path synced)), os.replace and
+  os.rename (as (name, source, target)) from now on, in order."""
+  events = []
+  fsync, replace, rename = os.fsync, os.replace, os.rename
+
+  def on_fsync(fd):
+    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    fsync(fd)
+
+  def on(name, call):
+    def renaming(src, dst):
+      events.append((name, str(src), str(dst)))
+      call(src, dst)
+    return renaming
+
+  monkeypatch.setattr(os, "fsync", on_fsync)
+  monkeypatch.setattr(os, "replace", on("replace", replace))
+  monkeypatch.setattr(os, "rename", on("rename", rename))
+  return events
+
+
 def small_config(**changes):
   """The paper's recipe shrunk to test size: latent 8, batch 8, tiny nets."""
   base = config_lib.PAPER_MNIST.override(

@@ -9,7 +9,8 @@ import tensorflow as tf
 import export
 from adversarial import train_lib
 
-from conftest import random_images, run_module, small_config
+from conftest import (random_images, record_file_events, run_module,
+                      small_config)
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +42,7 @@ def test_layout_versions_and_metadata(run_dir, exported, tmp_path):
 
 def test_every_exported_file_is_synced_before_the_version_appears(
     run_dir, tmp_path, monkeypatch):
-  events = []
-  sync, rename = os.fsync, os.rename
-
-  def record_fsync(fd):
-    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-    sync(fd)
-
-  def record_rename(src, dst):
-    events.append(("rename", str(src), str(dst)))
-    rename(src, dst)
-
-  monkeypatch.setattr(os, "fsync", record_fsync)
-  monkeypatch.setattr(os, "rename", record_rename)
+  events = record_file_events(monkeypatch)
   final = export.export_generator(run_dir, str(tmp_path))
   renames = [e for e in events if e[0] == "rename" and e[2] == final]
   assert len(renames) == 1

@@ -16,7 +16,8 @@ from adversarial import images as images_lib
 from adversarial import train_lib
 from adversarial.config import ConfigError
 
-from conftest import module_env, random_images, run_module, small_config
+from conftest import (module_env, random_images, record_file_events,
+                      run_module, small_config)
 
 DATA = random_images(48)
 
@@ -595,23 +596,10 @@ def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
 def test_every_file_is_synced_before_it_takes_its_name(tmp_path,
                                                       monkeypatch):
   # A sample grid, as every atomic writer goes through renamed_into_place.
-  from adversarial import images
-  events = []
-  sync, replace = os.fsync, os.replace
-
-  def fsync(fd):
-    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-    sync(fd)
-
-  def rename(src, dst):
-    events.append(("replace", str(src)))
-    replace(src, dst)
-
-  monkeypatch.setattr(os, "fsync", fsync)
-  monkeypatch.setattr(os, "replace", rename)
+  events = record_file_events(monkeypatch)
   path = tmp_path / "grid.png"
-  images.write_png(str(path), np.zeros((4, 4, 1), np.uint8))
+  images_lib.write_png(str(path), np.zeros((4, 4, 1), np.uint8))
   tmp = str(path) + ".tmp"
-  assert events == [("fsync", tmp), ("replace", tmp),
+  assert events == [("fsync", tmp), ("replace", tmp, str(path)),
                     ("fsync", str(tmp_path))]
-  assert images.read_png(str(path)).shape == (4, 4, 1)
+  assert images_lib.read_png(str(path)).shape == (4, 4, 1)
