@@ -126,9 +126,15 @@ def load_array(config: Config, split: str) -> ArrayData:
   Decoded once, then read from `_ArrayCache`."""
   if config.dataset in TOY_DATASETS:
     return toy_gaussian(config, split)
+  tfds = _tfds()
   builder = prepare(config)
   try:
-    ds = builder.as_dataset(split=split, shuffle_files=False)
+    # Read once into arrays: TFDS's in-memory cache of small datasets would
+    # only hold a second copy (and warns when the check of kept arrays
+    # reads just the first example).
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False,
+        read_config=tfds.ReadConfig(try_autocache=False))
   except Exception as e:
     raise ConfigError(
         f"split={split!r} of dataset {config.dataset!r} is not accepted: "
