@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.config import Config, ConfigError, TOY_DATASETS
-from adversarial.files import renamed_into_place
+from adversarial.files import savez_atomic
 
 
 class DataUnavailableError(RuntimeError):
@@ -213,12 +213,9 @@ class _ArrayCache:
     arrays = dict(fingerprint=np.array(self.fingerprint), images=data.images)
     if data.labels is not None:
       arrays["labels"] = data.labels
-    tmp = f"{self.path}.{os.getpid()}.tmp"
     try:
       os.makedirs(os.path.dirname(self.path), exist_ok=True)
-      with renamed_into_place(tmp, self.path):
-        with open(tmp, "wb") as f:
-          np.savez(f, **arrays)
+      savez_atomic(self.path, **arrays)
     except OSError as e:  # A read-only folder: work without the cache.
       logging.warning("Could not keep the decoded split in %s: %s",
                       self.path, e)
@@ -295,9 +292,7 @@ class ClusterPrior:
   def save(self, path: str) -> None:
     """Writes the centres and shares under a temporary name, renamed into
     place."""
-    tmp = f"{path}.tmp.npz"
-    with renamed_into_place(tmp, path):
-      np.savez(tmp, centres=self.centres, shares=self.shares)
+    savez_atomic(path, centres=self.centres, shares=self.shares)
 
   @classmethod
   def load(cls, path: str) -> "ClusterPrior":

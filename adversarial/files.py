@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+import numpy as np
+
 
 def sync(path: str) -> None:
   """Writes a file's data through to the disk."""
@@ -58,3 +60,13 @@ def write_text_atomic(path: str, text: str) -> None:
   with renamed_into_place(tmp, path):
     with open(tmp, "w") as f:
       f.write(text)
+
+
+def savez_atomic(path: str, **arrays) -> None:
+  """`np.savez` of `arrays` under a temporary name of this process (so that
+  processes writing the same file do not meet), synced and renamed into
+  place."""
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with renamed_into_place(tmp, path):
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
