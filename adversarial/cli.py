@@ -51,10 +51,15 @@ def restore_or_exit(workdir: str, checkpoint: str, dirs: dict):
   return model, config.override(**dirs), record
 
 
+USAGE_HINT = "Pass --helpshort or --helpfull to see help on flags."
+
+
 def run(main):
   """`absl.app.run(main)`, where a setting found bad after the flags were
-  read (`ConfigError`) or a dataset TFDS could not prepare ends the process
-  with its message and exit status 1 instead of a traceback."""
+  read (`ConfigError`, `app.UsageError`) or a dataset TFDS could not prepare
+  ends the process with its message and exit status 1 instead of a
+  traceback. A usage error prints its message and where help is, as absl
+  does for a flag it cannot parse, not the whole list of flags above it."""
   from absl import app
 
   def guarded(argv):
@@ -64,5 +69,7 @@ def run(main):
       return main(argv)
     except (ConfigError, DataUnavailableError) as e:
       raise SystemExit(f"error: {e}") from None
+    except app.UsageError as e:
+      raise SystemExit(f"error: {e}\n{USAGE_HINT}") from None
 
   app.run(guarded)

@@ -41,7 +41,8 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  from adversarial import cli
+  cli.run(main)
 
 
 if __name__ == "__main__":

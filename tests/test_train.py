@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from adversarial import callbacks as callbacks_lib
+from adversarial import cli as cli_lib
 from adversarial import files
 from adversarial import images as images_lib
 from adversarial import train_lib
@@ -411,6 +412,9 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode != 0
   assert "batch_size=-5 is not accepted: expected a positive integer" in out
+  # The message and where help is, not absl's list of every flag above it.
+  assert cli_lib.USAGE_HINT in out
+  assert "Work directory of the run." not in out
   assert not os.listdir(tmp_path)
   proc = cli([f"--workdir={tmp_path}", "--threads=0"], mnist_dirs)
   out, _ = proc.communicate(timeout=120)
