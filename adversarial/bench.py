@@ -730,17 +730,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  try:
-    # run_all checks the flags' values before it times anything.
-    result = run_all(
-        steps=f.steps, repeats=f.repeats, models=tuple(f.models),
-        manual_dir=(f.tfds_manual_dir or
-                    os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-        data_dir=(f.tfds_data_dir or
-                  os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")),
-        skip=tuple(f.skip), precisions=tuple(f.precisions) or None)
-  except config_lib.ConfigError as e:
-    raise app.UsageError(str(e)) from None
+  # run_all checks the flags' values before it times anything.
+  result = run_all(
+      steps=f.steps, repeats=f.repeats, models=tuple(f.models),
+      manual_dir=(f.tfds_manual_dir or
+                  os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
+      data_dir=(f.tfds_data_dir or
+                os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")),
+      skip=tuple(f.skip), precisions=tuple(f.precisions) or None)
   if f.json:
     json.dump(result, sys.stdout, indent=2)
     print()

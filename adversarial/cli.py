@@ -58,7 +58,7 @@ def run(main):
   """`absl.app.run(main)`, where a setting found bad after the flags were
   read (`ConfigError`, `app.UsageError`) or a dataset TFDS could not prepare
   ends the process with its message and exit status 1 instead of a
-  traceback. A usage error prints its message and where help is, as absl
+  traceback. A bad setting prints its message and where help is, as absl
   does for a flag it cannot parse, not the whole list of flags above it."""
   from absl import app
 
@@ -67,9 +67,9 @@ def run(main):
     from adversarial.data import DataUnavailableError
     try:
       return main(argv)
-    except (ConfigError, DataUnavailableError) as e:
-      raise SystemExit(f"error: {e}") from None
-    except app.UsageError as e:
+    except (ConfigError, app.UsageError) as e:
       raise SystemExit(f"error: {e}\n{USAGE_HINT}") from None
+    except DataUnavailableError as e:
+      raise SystemExit(f"error: {e}") from None
 
   app.run(guarded)

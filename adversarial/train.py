@@ -127,12 +127,9 @@ def main(argv):
   from adversarial import train_lib
   from adversarial.callbacks import TrainingCollapsedError
   from adversarial.callbacks import TrainingDivergedError
-  from adversarial.config import ConfigError
   try:
     config = config_from_flags()
     result = train_lib.train(config, _WORKDIR.value, verbose=_VERBOSE.value)
-  except ConfigError as e:
-    raise app.UsageError(str(e)) from None
   except (TrainingDivergedError, TrainingCollapsedError) as e:
     raise SystemExit(f"error: {e}") from None
   except KeyboardInterrupt:
