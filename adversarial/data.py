@@ -99,25 +99,47 @@ def prepare(config: Config):
   if manual:
     download_config = tfds.download.DownloadConfig(
         manual_dir=config.tfds_manual_dir)
-  elif not builder.is_prepared():
+  missing = []
+  if not builder.is_prepared():
     # TFDS retries a failed download 10 times with a growing wait, about 3.5
     # minutes in all, before it gives up: say so before it starts.
-    logging.warning(
-        "TFDS is downloading dataset %r into %s: this needs network access "
-        "(without it TFDS gives up after about 3.5 minutes of retries). "
-        "With the original files at hand, pass --tfds_manual_dir instead.",
-        config.dataset, config.tfds_data_dir or "~/tensorflow_datasets")
+    if not manual:
+      logging.warning(
+          "TFDS is downloading dataset %r into %s: this needs network access "
+          "(without it TFDS gives up after about 3.5 minutes of retries). "
+          "With the original files at hand, pass --tfds_manual_dir instead.",
+          config.dataset, config.tfds_data_dir or "~/tensorflow_datasets")
+    elif missing := _not_in_manual_dir(builder, manual):
+      logging.warning(
+          "TFDS is downloading %s for dataset %r, which tfds_manual_dir=%r "
+          "lacks: this needs network access (without it TFDS gives up "
+          "after about 3.5 minutes of retries).",
+          ", ".join(missing), config.dataset, manual)
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # TFDS raises many kinds; all mean "no data".
+    if missing:
+      hint = (f"Without network access, put {', '.join(missing)} into "
+              f"tfds_manual_dir={manual!r}.")
+    else:
+      hint = ("Without network access, pass the folder holding the "
+              "dataset's original files as --tfds_manual_dir (for MNIST, the "
+              "four *-ubyte.gz files).")
     raise DataUnavailableError(
         f"TFDS could not prepare dataset {config.dataset!r} in data_dir="
         f"{config.tfds_data_dir or '~/tensorflow_datasets'} (manual_dir="
-        f"{config.tfds_manual_dir!r}): {type(e).__name__}: {e}\nWithout "
-        f"network access, pass the folder holding the dataset's original "
-        f"files as --tfds_manual_dir (for MNIST, the four "
-        f"*-ubyte.gz files).") from e
+        f"{manual!r}): {type(e).__name__}: {e}\n{hint}") from e
   return builder
+
+
+def _not_in_manual_dir(builder, manual) -> list:
+  """The names of the original files of `builder`'s dataset, as TFDS has
+  registered them, that the folder `manual` lacks: TFDS downloads these
+  when it prepares the dataset."""
+  names = {info.filename for info in (builder.url_infos or {}).values()
+           if info.filename}
+  return sorted(n for n in names
+                if not os.path.exists(os.path.join(manual, n)))
 
 
 def load_array(config: Config, split: str) -> ArrayData:

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from adversarial import data as data_lib
 from adversarial.config import ConfigError
 
-from conftest import random_images, small_config
+from conftest import MNIST_FILES, random_images, small_config
 
 
 def test_mock_tfds_split_in_model_range():
@@ -236,6 +236,46 @@ def test_a_download_is_announced_and_its_failure_says_what_to_do(
   with caplog.at_level("WARNING"):
     assert data_lib.prepare(prepared).is_prepared()
   assert "downloading" not in caplog.text
+
+
+def test_files_a_manual_dir_lacks_are_named(tmp_path, monkeypatch, caplog,
+                                            mnist_dirs):
+  def no_network(self, *args, **kwargs):
+    raise ConnectionError("Failed to resolve 'www.cs.toronto.edu'")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      no_network)
+  manual = mnist_dirs[0]
+  # CIFAR-10 asked for with the MNIST files as the manual directory: TFDS
+  # would download its one file.
+  config = small_config(dataset="cifar10", tfds_data_dir=str(tmp_path),
+                        tfds_manual_dir=manual)
+  with caplog.at_level("WARNING"):
+    with pytest.raises(data_lib.DataUnavailableError,
+                       match=r"(?s)ConnectionError.*put cifar-10-binary"
+                       r"\.tar\.gz into tfds_manual_dir="):
+      data_lib.prepare(config)
+  assert "TFDS is downloading cifar-10-binary.tar.gz" in caplog.text
+  assert manual in caplog.text
+  # A manual directory holding every file: nothing to download, no warning.
+  caplog.clear()
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      lambda self, *args, **kwargs: None)
+  mnist = small_config(dataset="mnist", tfds_data_dir=str(tmp_path),
+                       tfds_manual_dir=manual)
+  with caplog.at_level("WARNING"):
+    data_lib.prepare(mnist)
+  assert "downloading" not in caplog.text
+  # One file gone from it: that file is named.
+  partial = tmp_path / "partial"
+  partial.mkdir()
+  for name in MNIST_FILES[1:]:
+    (partial / name).symlink_to(os.path.join(manual, name))
+  with caplog.at_level("WARNING"):
+    data_lib.prepare(small_config(dataset="mnist",
+                                  tfds_data_dir=str(tmp_path),
+                                  tfds_manual_dir=str(partial)))
+  assert f"TFDS is downloading {MNIST_FILES[0]} for dataset 'mnist'" in (
+      caplog.text)
 
 
 def _blobs(seed=0, per_blob=40):
