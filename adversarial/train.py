@@ -79,8 +79,11 @@ _RESTARTS = flags.DEFINE_integer(
 _SET = flags.DEFINE_multi_string(
     "set", [], "Any other Config field, as name=value (repeatable), e.g. "
     "--set=g_hidden=256,256 --set=d_input_dropout=0.1.")
-_VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar, "
-                                "2 one line per epoch.")
+_VERBOSE = flags.DEFINE_integer(
+    "verbose", None, "0 silent, 1 progress bar, 2 one line per epoch. "
+    "Default: 1 when the output is a terminal, 2 when it goes to a file or "
+    "a pipe (a log then holds no progress bars).",
+    lower_bound=0, upper_bound=2)
 _THREADS = flags.DEFINE_integer(
     "threads", None, "CPU threads within an op (intra-op) and across "
     "independent ops (inter-op). Default: TensorFlow's, one per core. Give "
@@ -108,6 +111,14 @@ def config_from_flags():
   return config_lib.get_preset(_CONFIG.value).override(**overrides).validate()
 
 
+def verbosity() -> int:
+  """Keras's `fit` verbosity: --verbose, else a progress bar only when the
+  output is a terminal."""
+  if _VERBOSE.value is not None:
+    return _VERBOSE.value
+  return 1 if sys.stdout.isatty() else 2
+
+
 def set_threads(n: int):
   """Sizes TensorFlow's thread pools to `n` threads each; must run before
   TensorFlow executes its first op in the process."""
@@ -129,7 +140,7 @@ def main(argv):
   from adversarial.callbacks import TrainingDivergedError
   try:
     config = config_from_flags()
-    result = train_lib.train(config, _WORKDIR.value, verbose=_VERBOSE.value)
+    result = train_lib.train(config, _WORKDIR.value, verbose=verbosity())
   except (TrainingDivergedError, TrainingCollapsedError) as e:
     raise SystemExit(f"error: {e}") from None
   except KeyboardInterrupt:

@@ -276,10 +276,12 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
   proc = cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
               "--steps_per_epoch=30", "--set=monitor_samples=1000",
-              "--set=ema_decay=0.9", "--verbose=2", *TINY], mnist_dirs)
+              "--set=ema_decay=0.9", *TINY], mnist_dirs)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
   assert "Epoch 2/2" in out and "val_parzen" in out
+  # Output to a pipe: one line an epoch, no progress bar.
+  assert "30/30 - " in out and "\u2501" not in out and "\x1b[" not in out
   assert "trained epochs 0..2" in out
   state = callbacks_lib.read_state(str(workdir / "checkpoints"))
   assert state["epoch"] == 2
