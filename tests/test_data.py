@@ -215,12 +215,16 @@ def test_wrong_files_in_manual_dir_say_what_to_do(tmp_path,
     data_lib.prepare(config)
 
 
-def test_a_download_is_announced_and_its_failure_says_what_to_do(
-    tmp_path, monkeypatch, caplog, mnist_dirs):
-  def no_network(self, *args, **kwargs):
+@pytest.fixture
+def no_network(monkeypatch):
+  """TFDS's preparation fails as a download with no network does."""
+  def fail(self, *args, **kwargs):
     raise ConnectionError("Failed to resolve 'www.cs.toronto.edu'")
-  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
-                      no_network)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+
+
+def test_a_download_is_announced_and_its_failure_says_what_to_do(
+    tmp_path, monkeypatch, caplog, mnist_dirs, no_network):
   config = small_config(dataset="cifar10", tfds_data_dir=str(tmp_path))
   with caplog.at_level("WARNING"):
     with pytest.raises(data_lib.DataUnavailableError,
@@ -239,11 +243,7 @@ def test_a_download_is_announced_and_its_failure_says_what_to_do(
 
 
 def test_files_a_manual_dir_lacks_are_named(tmp_path, monkeypatch, caplog,
-                                            mnist_dirs):
-  def no_network(self, *args, **kwargs):
-    raise ConnectionError("Failed to resolve 'www.cs.toronto.edu'")
-  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
-                      no_network)
+                                            mnist_dirs, no_network):
   manual = mnist_dirs[0]
   # CIFAR-10 asked for with the MNIST files as the manual directory: TFDS
   # would download its one file.
