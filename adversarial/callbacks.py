@@ -92,8 +92,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
     save_weights_atomic(self.model, final)
     write_state(self.checkpoint_dir, done, final,
                 {k: float(v) for k, v in (logs or {}).items()})
-    kept = sorted(glob.glob(os.path.join(self.checkpoint_dir,
-                                         "epoch-*.weights.h5")))
+    # Oldest first by the epoch in the name: past epoch 9,999 the names
+    # grow a digit and no longer sort as text does.
+    kept = sorted((p for p in glob.glob(os.path.join(
+        self.checkpoint_dir, "epoch-*.weights.h5")) if epoch_of(p) is not None),
+                  key=epoch_of)
     for old in kept[:-self.keep]:
       os.remove(old)
 

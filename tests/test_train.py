@@ -188,6 +188,18 @@ def test_nan_weights_stop_the_run_before_their_checkpoint(tmp_path):
   assert state["epoch"] == 1
 
 
+def test_checkpoints_past_epoch_9999_keep_the_newest(tmp_path):
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  checkpoint = callbacks_lib.EpochCheckpoint(str(tmp_path), keep=2)
+  checkpoint.set_model(model)
+  for epoch in (9997, 9998, 9999, 10000):  # epochs 9,998 to 10,001 done
+    checkpoint.on_epoch_end(epoch, {"d_loss": 0.5})
+  assert sorted(os.listdir(tmp_path)) == [
+      "epoch-10000.weights.h5", "epoch-10001.weights.h5", "state.json"]
+  state = callbacks_lib.read_state(str(tmp_path))
+  assert state["epoch"] == 10001 and os.path.exists(state["weights"])
+
+
 def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
   run(small_config(epochs=1), tmp_path)
   before = (tmp_path / "config.json").read_text()
