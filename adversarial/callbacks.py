@@ -94,9 +94,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 {k: float(v) for k, v in (logs or {}).items()})
     # Oldest first by the epoch in the name: past epoch 9,999 the names
     # grow a digit and no longer sort as text does.
-    kept = sorted((p for p in glob.glob(os.path.join(
-        self.checkpoint_dir, "epoch-*.weights.h5")) if epoch_of(p) is not None),
-                  key=epoch_of)
+    found = glob.glob(os.path.join(self.checkpoint_dir, "epoch-*.weights.h5"))
+    kept = sorted((p for p in found if epoch_of(p) is not None), key=epoch_of)
     for old in kept[:-self.keep]:
       os.remove(old)
 
