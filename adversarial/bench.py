@@ -729,14 +729,14 @@ def main(argv):
   from absl import flags
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from adversarial import cli
   f = flags.FLAGS
+  dirs = cli.data_dirs(f["tfds_manual_dir"], f["tfds_data_dir"])
   # run_all checks the flags' values before it times anything.
   result = run_all(
       steps=f.steps, repeats=f.repeats, models=tuple(f.models),
-      manual_dir=(f.tfds_manual_dir or
-                  os.environ.get("ADVERSARIAL_TFDS_MANUAL_DIR")),
-      data_dir=(f.tfds_data_dir or
-                os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")),
+      manual_dir=dirs.get("tfds_manual_dir"),
+      data_dir=dirs.get("tfds_data_dir"),
       skip=tuple(f.skip), precisions=tuple(f.precisions) or None)
   if f.json:
     json.dump(result, sys.stdout, indent=2)
