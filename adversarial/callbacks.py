@@ -70,6 +70,14 @@ def epoch_of(path: str) -> Optional[int]:
   return int(match.group(1)) if match else None
 
 
+def epoch_checkpoints(checkpoint_dir: str) -> list:
+  """[(epoch, path)] of the checkpoints `weights_path` wrote in
+  `checkpoint_dir`, oldest first by the epoch in the name (past epoch 9,999
+  the names grow a digit and no longer sort as text does)."""
+  found = glob.glob(os.path.join(checkpoint_dir, "epoch-*.weights.h5"))
+  return sorted((epoch_of(p), p) for p in found if epoch_of(p) is not None)
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
   """Saves the whole training state at the end of every epoch.
 
@@ -92,11 +100,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     save_weights_atomic(self.model, final)
     write_state(self.checkpoint_dir, done, final,
                 {k: float(v) for k, v in (logs or {}).items()})
-    # Oldest first by the epoch in the name: past epoch 9,999 the names
-    # grow a digit and no longer sort as text does.
-    found = glob.glob(os.path.join(self.checkpoint_dir, "epoch-*.weights.h5"))
-    kept = sorted((p for p in found if epoch_of(p) is not None), key=epoch_of)
-    for old in kept[:-self.keep]:
+    for _, old in epoch_checkpoints(self.checkpoint_dir)[:-self.keep]:
       os.remove(old)
 
 

@@ -15,7 +15,6 @@ and ends where an uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Optional, Sequence
 
@@ -387,8 +386,8 @@ def _go_back(model, config, checkpoint_dir, chief, collapse) -> int:
                      "val_parzen": best["val_parzen"] if back_to else None})
     callbacks_lib.write_restarts(checkpoint_dir, restarts)
     callbacks_lib.write_state(checkpoint_dir, back_to, path)
-    for old in glob.glob(os.path.join(checkpoint_dir, "epoch-*.weights.h5")):
-      if (callbacks_lib.epoch_of(old) or 0) > back_to:
+    for epoch, old in callbacks_lib.epoch_checkpoints(checkpoint_dir):
+      if epoch > back_to:
         os.remove(old)
   _barrier(model.distribute_strategy)
   return back_to
