@@ -83,7 +83,7 @@ def test_sample_figures(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["conditional", "masked"])
-def test_figures_of_conditional_and_masked_runs(tmp_path, kind):
+def test_figures_of_conditional_and_masked_runs(tmp_path, kind, mnist_dirs):
   workdir = str(tmp_path / "run")
   config = small_config(epochs=1, g_init_scale=0.5, **{kind: True})
   if kind == "masked":
@@ -103,7 +103,12 @@ def test_figures_of_conditional_and_masked_runs(tmp_path, kind):
   for row in range(3):
     tile = strip[1 + 29 * row:29 * (row + 1), 1:29] / 255.0
     np.testing.assert_allclose(tile, want[2 * row], atol=0.003)
-  paths = figures.write_figures(workdir, str(tmp_path / "figs"), toy_steps=0)
+  # Figure 2 reads MNIST's training images, from the test session's TFDS
+  # directories: the run's config names none.
+  manual, data_dir = mnist_dirs
+  paths = figures.write_figures(
+      workdir, str(tmp_path / "figs"), toy_steps=0,
+      data_dirs={"tfds_manual_dir": manual, "tfds_data_dir": data_dir})
   assert [os.path.basename(p) for p in paths] == [
       "figure2_neighbours.png", "figure3_interpolation.png"]
 
