@@ -1,6 +1,7 @@
 """Shared fixtures: small configs, and the real MNIST prepared once per session
 from the original files (no network)."""
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -97,9 +98,17 @@ def mnist_dirs(tmp_path_factory):
     pytest.fail(f"the MNIST files are not in {manual!r}: set "
                 f"ADVERSARIAL_TFDS_MANUAL_DIR to the folder of the four "
                 f"original *-ubyte.gz files.")
-  data_dir = os.environ.get("ADVERSARIAL_TFDS_DATA_DIR") or str(
-      tmp_path_factory.mktemp("tfds"))
+  data_dir = os.environ.get("ADVERSARIAL_TFDS_DATA_DIR")
+  if not data_dir and os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist's workers share the parent of their temporary roots: one
+    # prepared copy (and one cached classifier) serves them all.
+    data_dir = str(tmp_path_factory.getbasetemp().parent / "tfds")
+  elif not data_dir:
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
   config = config_lib.PAPER_MNIST.override(tfds_manual_dir=manual,
                                            tfds_data_dir=data_dir)
-  data_lib.prepare(config)
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, ".prepare.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one worker prepares; the rest wait
+    data_lib.prepare(config)
   return manual, data_dir
