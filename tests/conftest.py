@@ -5,6 +5,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -87,6 +88,24 @@ def wrong_mnist_files(tmp_path):
   for name in MNIST_FILES:
     (manual / name).write_bytes(b"not mnist")
   return manual
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tempdir(tmp_path_factory):
+  """The temporary directory of `tempfile`, here and in the subprocesses the
+  tests start, inside the session's own, which pytest removes in time: TFDS
+  leaves an empty folder in the system's temporary directory each time it
+  builds the builder of a dataset not yet prepared, and a suite run builds
+  about a hundred."""
+  path = str(tmp_path_factory.mktemp("tempfile"))
+  saved = os.environ.get("TMPDIR"), tempfile.tempdir
+  os.environ["TMPDIR"] = tempfile.tempdir = path
+  yield path
+  if saved[0] is None:
+    os.environ.pop("TMPDIR")
+  else:
+    os.environ["TMPDIR"] = saved[0]
+  tempfile.tempdir = saved[1]
 
 
 @pytest.fixture(scope="session")
