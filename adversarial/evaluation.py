@@ -222,7 +222,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      quality: bool = True,
                      average: Optional[bool] = None,
                      reference: bool = True,
-                     class_shares: Optional[str] = None) -> dict:
+                     class_shares: Optional[str] = None,
+                     draws: int = 1) -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json`, with 100 of the scored samples, evenly
   spaced, in `<workdir>/evaluation.png`.
@@ -250,13 +251,20 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       p(x) = sum_c p(c) p(x | c)). None: 'train' for a run conditioned on
       clusters (`config.clusters`, whose shares are those it found),
       'uniform' for any other.
+    draws: how many independent sets of `num_samples` samples to score, with
+      the seeds seed, seed + 1, ...: the first is the estimate reported (the
+      paper's, one draw); with more than one, `draws` in the record gives
+      each draw's estimate and their spread, the variation the draw of
+      samples adds, which the standard error over test images leaves out.
 
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
     (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
     of the test images of each label), epoch, checkpoint, path, reference
     (the same estimate with training images as samples) and quality (see
-    `quality.QualityResult`) for MNIST; and samples_png, the grid's path.
+    `quality.QualityResult`) for MNIST; draws (seeds, means and sigmas of
+    each draw, their mean and standard deviation) when draws > 1; and
+    samples_png, the grid's path.
   """
   import json
   import os
@@ -267,7 +275,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
 
   # num_test None: the whole test split.
   for name, value in (("num_samples", num_samples), ("num_val", num_val),
-                      ("num_test", num_test)):
+                      ("num_test", num_test), ("draws", draws)):
     if value is not None and value < 1:
       raise ValueError(f"{name}={value} is not accepted: expected a "
                        f"positive integer.")
@@ -300,7 +308,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       class_shares == "train" and not config.clusters):
     train_data = data_lib.load_array(config, config.train_split)
     train = train_data.images
-  # One set of samples serves the Parzen estimate and the quality scores.
+  extra = {}
   if config.conditional:
     if class_shares == "uniform":
       requested = model.default_labels(num_samples)
@@ -309,14 +317,23 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                 else quality_lib.class_shares(train_data.labels,
                                               model.num_classes))
       requested = model.labels_in_shares(num_samples, shares)
-    generated = model.generate(num_samples, seed=seed, average=average,
-                               labels=requested)
-  else:
-    generated = model.generate(num_samples, seed=seed, average=average)
+    extra["labels"] = requested
+  draw = lambda s: model.generate(num_samples, seed=s, average=average,
+                                  **extra)
+  # One set of samples serves the Parzen estimate and the quality scores.
+  generated = draw(seed)
   samples = flatten_unit(generated, config.g_output)
   val, test = unit(val), unit(test)
   result = parzen_estimate(samples, val, test, sigmas,
                            test_labels=labels).to_dict()
+  if draws > 1:
+    more = [parzen_estimate(flatten_unit(draw(seed + i), config.g_output),
+                            val, test, sigmas) for i in range(1, draws)]
+    means = [result["mean"]] + [r.mean for r in more]
+    result["draws"] = dict(
+        seeds=list(range(seed, seed + draws)), means=means,
+        sigmas=[result["sigma"]] + [r.sigma for r in more],
+        mean=float(np.mean(means)), std=float(np.std(means, ddof=1)))
   result.update(epoch=record.get("epoch"), checkpoint=record["weights"],
                 seed=seed, weight_average=model.ema_generator is not None
                 and average is not False)

@@ -75,10 +75,15 @@ def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
   # Scored as a model of p(x): labels in the training split's class shares.
   out = run("adversarial.evaluate", [f"--workdir={workdir}",
                                      "--num_samples=1000", "--num_test=1000",
-                                     "--class_shares=train"], mnist_dirs)
+                                     "--class_shares=train", "--draws=2"],
+            mnist_dirs)
   assert "drawn for the training set's class shares, recognised" in out
   result = json.loads((workdir / "evaluation.json").read_text())
   assert result["class_shares"] == "train"
+  means = result["draws"]["means"]
+  assert means[0] == result["mean"] and means[1] != means[0]
+  assert (f"over 2 draws of 1000 samples (seeds 0-1): mean "
+          f"{result['draws']['mean']:.1f}, standard deviation ") in out
   from adversarial import data, quality
   config = train_lib.restore(str(workdir), "best")[1]
   shares = quality.class_shares(
@@ -103,6 +108,30 @@ def test_class_shares_other_than_uniform_need_a_conditional_run(plain_run):
   with pytest.raises(ValueError, match="num_test=0 is not accepted: "
                      "expected a positive integer"):
     evaluation.evaluate_workdir(str(plain_run), num_test=0)
+
+
+def test_draws_are_the_estimates_of_successive_seeds(plain_run, mnist_dirs):
+  from adversarial import evaluation
+  manual, data_dir = mnist_dirs
+  kwargs = dict(num_samples=500, num_val=200, num_test=300, reference=False,
+                quality=False, tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  result = evaluation.evaluate_workdir(str(plain_run), seed=5, draws=3,
+                                       **kwargs)
+  draws = result["draws"]
+  assert draws["seeds"] == [5, 6, 7]
+  # The first draw is the estimate reported; the others are new samples.
+  assert draws["means"][0] == result["mean"]
+  assert draws["sigmas"][0] == result["sigma"]
+  assert len(set(draws["means"])) == 3
+  assert draws["mean"] == pytest.approx(np.mean(draws["means"]))
+  assert draws["std"] == pytest.approx(np.std(draws["means"], ddof=1))
+  # Each draw is the one-draw estimate of its seed.
+  last = evaluation.evaluate_workdir(str(plain_run), seed=7, **kwargs)
+  assert last["mean"] == pytest.approx(draws["means"][2], abs=1e-9)
+  assert last["sigma"] == draws["sigmas"][2] and "draws" not in last
+  with pytest.raises(ValueError, match="draws=0 is not accepted: expected "
+                     "a positive integer"):
+    evaluation.evaluate_workdir(str(plain_run), draws=0, **kwargs)
 
 
 def test_masked_run_completes_digits(tmp_path, mnist_dirs):
