@@ -98,14 +98,10 @@ def session_tempdir(tmp_path_factory):
   builds the builder of a dataset not yet prepared, and a suite run builds
   about a hundred."""
   path = str(tmp_path_factory.mktemp("tempfile"))
-  saved = os.environ.get("TMPDIR"), tempfile.tempdir
-  os.environ["TMPDIR"] = tempfile.tempdir = path
-  yield path
-  if saved[0] is None:
-    os.environ.pop("TMPDIR")
-  else:
-    os.environ["TMPDIR"] = saved[0]
-  tempfile.tempdir = saved[1]
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("TMPDIR", path)
+    patch.setattr(tempfile, "tempdir", path)
+    yield path
 
 
 @pytest.fixture(scope="session")
