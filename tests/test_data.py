@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -109,15 +110,26 @@ def test_real_mnist_offline_with_the_papers_split(mnist_dirs):
   assert 0.12 < train.images.mean() / 255 < 0.14
 
 
+@pytest.fixture
+def own_mnist_dirs(mnist_dirs, tmp_path):
+  """`mnist_dirs` with a private copy of the prepared MNIST, for tests that
+  remove or damage the arrays kept beside it: the session's copy is read by
+  the other workers' tests meanwhile."""
+  manual, data_dir = mnist_dirs
+  own = tmp_path / "tfds"
+  shutil.copytree(os.path.join(data_dir, "mnist"), own / "mnist")
+  return manual, str(own)
+
+
 def _test_split_from_tfds(data_dir):
   builder = tfds.builder("mnist", data_dir=data_dir)
   return tfds.as_numpy(builder.as_dataset(split="test", batch_size=-1,
                                           shuffle_files=False))
 
 
-def test_a_decoded_split_is_kept_and_read_back_unchanged(mnist_dirs,
+def test_a_decoded_split_is_kept_and_read_back_unchanged(own_mnist_dirs,
                                                         monkeypatch):
-  manual, data_dir = mnist_dirs
+  manual, data_dir = own_mnist_dirs
   config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
   cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
   assert cache.path.startswith(data_dir) and cache.num_examples == 10000
@@ -140,8 +152,8 @@ def test_a_decoded_split_is_kept_and_read_back_unchanged(mnist_dirs,
 
 
 def test_a_kept_split_of_other_data_or_unreadable_is_decoded_again(
-    mnist_dirs, caplog):
-  manual, data_dir = mnist_dirs
+    own_mnist_dirs, caplog):
+  manual, data_dir = own_mnist_dirs
   config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
   cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
   real = _test_split_from_tfds(data_dir)
@@ -167,9 +179,9 @@ def test_a_kept_split_of_other_data_or_unreadable_is_decoded_again(
     np.testing.assert_array_equal(f["labels"], real["label"])
 
 
-def test_mocked_or_unwritable_data_is_not_kept(mnist_dirs, monkeypatch,
-                                               caplog):
-  manual, data_dir = mnist_dirs
+def test_mocked_or_unwritable_data_is_not_kept(own_mnist_dirs,
+                                               monkeypatch, caplog):
+  manual, data_dir = own_mnist_dirs
   config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
   data_lib.load_array(config, "test")
   cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
