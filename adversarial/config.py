@@ -483,7 +483,9 @@ PRESETS: dict[str, Config] = {
         min_learning_rate=0.0, ema_decay=0.999, monitor_samples=0,
         epochs=30),
     # The printed Algorithm 1: k discriminator steps on fresh minibatches,
-    # then one generator step.
+    # then one generator step. With the recipe's settings its first epochs
+    # collapse in most tries (REPRODUCTION.md, "The update rule"): train it
+    # with `collapse_restarts`.
     "paper_mnist_alternating": dataclasses.replace(
         PAPER_MNIST, update="alternating"),
     # A convolutional pair for colour images, trained the way such pairs
