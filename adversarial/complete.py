@@ -26,7 +26,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a masked "
                                "run (--masked).", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
                                   "best, last, or a .weights.h5 path.")
-_NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored.",
+_NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored, "
+                                 "spread evenly over the test split.",
                                  lower_bound=1)
 _COMPLETIONS = flags.DEFINE_integer("completions", 5,
                                     "Completions per input.", lower_bound=1)
@@ -54,8 +55,9 @@ def main(argv):
   to_unit = lambda x: data_lib.to_unit_range(x, config.g_output)
   train = data_lib.load_array(config, config.train_split)
   test = data_lib.load_array(config, config.test_split)
-  images = to_model(test.images[:_NUM_TEST.value])
-  labels = test.labels[:_NUM_TEST.value]
+  count = min(_NUM_TEST.value, len(test))
+  images = to_model(quality.spread(test.images, count))
+  labels = quality.spread(test.labels, count)
   classifier = quality.load_or_train_classifier(config)
   scores = masked.completion_scores(
       model, classifier, images, labels, to_model(train.images).mean(0),

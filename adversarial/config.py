@@ -34,6 +34,13 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 MASK_KINDS = ("pixels", "block", "half", "all")
 # Datasets that are not TFDS builders but are made by the package itself.
 TOY_DATASETS = ("toy_gaussian",)
+# Orders a split's examples can be read in (`Config.split_order`).
+SPLIT_ORDERS = ("auto", "original", "stored")
+# TFDS datasets whose builder keys each example by its position in the
+# dataset's original files (TFDS's MNIST builder and the builders that
+# inherit its reader), so that the original order can be restored from the
+# stored one (`data.load_array`).
+ORIGINAL_ORDER_DATASETS = ("mnist", "fashion_mnist", "kmnist")
 
 # Fields that may change between the runs that share one work directory:
 # extending a run (`epochs`), moving the data (`tfds_*`), the devices
@@ -65,6 +72,16 @@ class Config:
   train_split: str = "train[:50000]"
   val_split: Optional[str] = "train[50000:]"
   test_split: Optional[str] = "test"
+  # The order of each split's examples, which decides the examples a slice
+  # such as 'train[:50000]' names. "original": the order of the dataset's
+  # original files, in which the paper counts its data (MNIST's first
+  # 50,000 training images to train on, images 50,000-50,999 to choose
+  # sigma). "stored": TFDS's order, a fixed shuffle of the original one
+  # (TFDS sorts examples by an MD5 hash of their keys, salted with the
+  # split's name). "auto": original for ORIGINAL_ORDER_DATASETS, stored for
+  # other datasets. A configuration saved without this field read its
+  # splits in the stored order (`from_dict`).
+  split_order: str = "auto"
   tfds_data_dir: Optional[str] = None
   tfds_manual_dir: Optional[str] = None
   # Toy data (dataset="toy_gaussian"): samples of N(toy_mean, toy_std^2).
@@ -205,6 +222,8 @@ class Config:
     _one_of("g_activation", self.g_activation, HIDDEN_ACTIVATIONS)
     _one_of("precision", self.precision, PRECISIONS)
     _one_of("strategy", self.strategy, STRATEGIES)
+    _one_of("split_order", self.split_order, SPLIT_ORDERS)
+    self.reads_original_order()
     for name in ("monitor_samples", "monitor_val_examples"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -358,6 +377,22 @@ class Config:
           f"dataset={self.dataset!r}: the 1-D toy data takes 'mlp'.")
     return self
 
+  def reads_original_order(self) -> bool:
+    """Whether the splits are counted in the order of the dataset's
+    original files (`split_order`); raises `ConfigError` for 'original' on
+    a dataset whose original order the package cannot restore."""
+    if self.dataset in TOY_DATASETS or self.split_order == "stored":
+      return False
+    if self.dataset in ORIGINAL_ORDER_DATASETS:
+      return True
+    if self.split_order == "original":
+      raise ConfigError(
+          f"split_order='original' is not accepted for dataset="
+          f"{self.dataset!r}: the package restores the original order of "
+          f"{', '.join(ORIGINAL_ORDER_DATASETS)} only; expected "
+          f"split_order='stored' or 'auto' (TFDS's order) for this dataset.")
+    return False
+
   # Serialisation ------------------------------------------------------------
 
   def to_dict(self) -> dict[str, Any]:
@@ -374,7 +409,9 @@ class Config:
       raise ConfigError(
           f"unknown config fields {unknown}: expected only fields of "
           f"adversarial.config.Config.")
-    fixed = {}
+    # A configuration saved without `split_order` read its splits in
+    # TFDS's stored order: keep that order for the run it describes.
+    fixed = {"split_order": "stored"}
     for name, value in values.items():
       if isinstance(value, list):
         value = tuple(value)

@@ -143,11 +143,90 @@ def _not_in_manual_dir(builder, manual) -> list:
 
 
 def load_array(config: Config, split: str) -> ArrayData:
-  """One split of the dataset, in memory, as stored (uint8 images).
+  """One split of the dataset, in memory (uint8 images).
 
-  Decoded once, then read from `_ArrayCache`."""
+  `split` is a TFDS split expression ('train', 'train[:50000]',
+  'train[:10%]+test', ...), counted in the order `config.split_order`
+  names: for MNIST by default the original files' order, so that
+  'train[:50000]' is the paper's first 50,000 training images. Decoded
+  once, then read from `_ArrayCache`."""
   if config.dataset in TOY_DATASETS:
     return toy_gaussian(config, split)
+  if not config.reads_original_order():
+    return _load_stored(config, split)
+  tfds = _tfds()
+  builder = prepare(config)
+  # Each named split is read whole in the stored order and put back in the
+  # original one; the slices are then taken from it as TFDS would count.
+  wholes = {}
+  for sub in split.split("+"):
+    name = sub.strip().split("[", 1)[0]
+    if name == "all":
+      raise ConfigError(
+          f"split={split!r} is not accepted with split_order="
+          f"{config.split_order!r}: expected the splits named, such as "
+          f"'train+test', or split_order='stored'.")
+    if name not in wholes:
+      try:
+        stored = _load_stored(config, name)
+      except ConfigError as e:  # Name the expression asked for.
+        raise ConfigError(_bad_split(config, builder, split,
+                                     e.__cause__ or e)) from e
+      wholes[name] = _original_order(stored, name,
+                                     builder.info.disable_shuffling)
+  lengths = tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=name, shard_lengths=[len(whole)], num_bytes=0)
+      for name, whole in wholes.items()])
+  try:
+    parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(lengths)
+  except Exception as e:
+    raise ConfigError(_bad_split(config, builder, split, e)) from e
+  images, labels = [], []
+  for part in parts:
+    whole = wholes[part.splitname]
+    images.append(whole.images[part.from_:part.to])
+    if whole.labels is not None:
+      labels.append(whole.labels[part.from_:part.to])
+  return ArrayData(np.concatenate(images),
+                   np.concatenate(labels) if labels else None)
+
+
+def original_positions(split_name: str, num_examples: int) -> np.ndarray:
+  """Where TFDS stores each example of a split whose builder keys examples
+  by their index in the original files: int64 [num_examples], the stored
+  position of original example i at [i].
+
+  TFDS writes a split's examples sorted by an MD5 hash of their keys salted
+  with the split's name (`tfds.core.hashing.Hasher`), and keeps that hash
+  for a dataset's version: it names the examples every slice reads."""
+  from tensorflow_datasets.core import hashing
+  hasher = hashing.Hasher(split_name)
+  hashes = [hasher.hash_key(i) for i in range(num_examples)]
+  stored = sorted(range(num_examples), key=hashes.__getitem__)
+  positions = np.empty(num_examples, np.int64)
+  positions[stored] = np.arange(num_examples)
+  return positions
+
+
+def _original_order(data: ArrayData, split_name: str,
+                    disable_shuffling: bool) -> ArrayData:
+  """A whole split read in TFDS's stored order -> the original order."""
+  if disable_shuffling:  # TFDS then stores the examples in key order.
+    return data
+  positions = original_positions(split_name, len(data))
+  return ArrayData(data.images[positions],
+                   None if data.labels is None else data.labels[positions])
+
+
+def _bad_split(config: Config, builder, split: str, error: Exception) -> str:
+  return (f"split={split!r} of dataset {config.dataset!r} is not accepted: "
+          f"{str(error).rstrip('.')}; the dataset's splits are "
+          f"{sorted(builder.info.splits.keys())} (slices such as "
+          f"'train[:50000]' work too).")
+
+
+def _load_stored(config: Config, split: str) -> ArrayData:
+  """One split in TFDS's stored order, as TFDS slices it."""
   tfds = _tfds()
   builder = prepare(config)
   try:
@@ -158,10 +237,7 @@ def load_array(config: Config, split: str) -> ArrayData:
         split=split, shuffle_files=False,
         read_config=tfds.ReadConfig(try_autocache=False))
   except Exception as e:
-    raise ConfigError(
-        f"split={split!r} of dataset {config.dataset!r} is not accepted: "
-        f"{e}; the dataset's splits are {sorted(builder.info.splits.keys())}"
-        f" (slices such as 'train[:50000]' work too).") from e
+    raise ConfigError(_bad_split(config, builder, split, e)) from e
   cache = _array_cache(config, builder, split)
   cached = cache and cache.read(ds)
   if cached is not None:

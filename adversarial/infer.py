@@ -33,7 +33,8 @@ _PIXEL_WEIGHT = flags.DEFINE_float(
     "pixel_weight", 0.0, "Weight of the pixel error of G(E(x)) on real "
     "training images; 0 trains on G's samples alone (the authors' inferer).",
     lower_bound=0)
-_NUM_TEST = flags.DEFINE_integer("num_test", 1000, "Test images scored.",
+_NUM_TEST = flags.DEFINE_integer("num_test", 1000, "Test images scored, "
+                                 "spread evenly over the test split.",
                                  lower_bound=1)
 _CANDIDATES = flags.DEFINE_integer(
     "num_candidates", 10_000, "Random z of the best-of-random baseline.",
@@ -50,6 +51,7 @@ def main(argv):
   from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import inference
+  from adversarial import quality
   model, config, record = cli.restore_or_exit(
       _WORKDIR.value, _CHECKPOINT.value,
       cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
@@ -59,8 +61,9 @@ def main(argv):
     raise SystemExit(f"error: {e}") from None
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))
   train = to_model(data_lib.load_array(config, config.train_split).images)
-  test = to_model(data_lib.load_array(config, config.test_split).images[
-      :_NUM_TEST.value])
+  test_images = data_lib.load_array(config, config.test_split).images
+  test = to_model(quality.spread(test_images,
+                                 min(_NUM_TEST.value, len(test_images))))
   encoder = inference.build_encoder(train.shape[1:], model.latent_dim,
                                     seed=_SEED.value)
   fit = inference.fit_encoder(

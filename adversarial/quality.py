@@ -178,7 +178,8 @@ class QualityResult:
     nn_sample_median: median distance of a sample to its nearest training
       image.
     nn_test_median: the same for test images.
-    sample_classes: the classifier's class for each scored sample, int [N]
+    sample_classes: the classifier's class for each scored sample, int [n]
+      for the n = min(samples, test images) samples `spread(samples, n)`
       (kept out of `to_dict`).
   """
   frechet_distance: float
@@ -217,6 +218,15 @@ def class_mix_weights(sample_classes: np.ndarray, test_classes: np.ndarray,
   return ratio[sample_classes]
 
 
+def spread(x: np.ndarray, k: int) -> np.ndarray:
+  """`k` items of `x` spread evenly over it (all of `x` when k = len(x)).
+
+  The scores take images this way rather than the first k: MNIST's files
+  hold their writers in blocks (the test file's first half is the easier
+  one), and a conditional model's samples come in blocks of one class."""
+  return np.asarray(x)[np.arange(k) * len(x) // k]
+
+
 def sample_quality(classifier: keras.Model, samples: np.ndarray,
                    train: np.ndarray, test: np.ndarray,
                    test_labels: Optional[np.ndarray] = None,
@@ -224,25 +234,22 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   """Scores samples (float [N, 28, 28, 1] in [0, 1]) against uint8 training
   and test images."""
   n = min(len(samples), len(test))
+  m = min(num_neighbours, n)
   unit = lambda x: np.asarray(x, np.float32) / 255.0
-  f_samples, l_samples = features_and_logits(classifier, samples[:n])
-  f_test, l_test = features_and_logits(classifier, unit(test[:n]))
-  f_train, _ = features_and_logits(classifier, unit(train[:n]))
+  f_samples, l_samples = features_and_logits(classifier, spread(samples, n))
+  f_test, l_test = features_and_logits(classifier, unit(spread(test, n)))
+  f_train, _ = features_and_logits(classifier, unit(spread(train, n)))
   predicted = np.argmax(l_samples, axis=1)
   hist = class_shares(predicted)
   test_classes = (np.argmax(l_test, axis=1) if test_labels is None
-                  else np.asarray(test_labels[:n]))
+                  else spread(test_labels, n))
   weights = class_mix_weights(predicted, test_classes)
   accuracy = float("nan")
   if test_labels is not None:
-    accuracy = float((np.argmax(l_test, 1) == test_labels[:n]).mean())
-  m = min(num_neighbours, n)
+    accuracy = float((np.argmax(l_test, 1) == spread(test_labels, n)).mean())
   train_unit = unit(train)
-  # Evenly spaced samples, not the first m: a conditional model's samples
-  # come in blocks of one class each.
-  d_samples, _ = nearest_distances(samples[np.arange(m) * n // m],
-                                   train_unit)
-  d_test, _ = nearest_distances(unit(test[:m]), train_unit)
+  d_samples, _ = nearest_distances(spread(samples, m), train_unit)
+  d_test, _ = nearest_distances(unit(spread(test, m)), train_unit)
   return QualityResult(
       frechet_distance=frechet_distance(f_samples, f_test),
       frechet_distance_real=frechet_distance(f_train, f_test),

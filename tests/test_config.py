@@ -3,6 +3,7 @@ import json
 import pytest
 
 from adversarial import config as config_lib
+from adversarial import train_lib
 from adversarial.config import Config, ConfigError, PRESETS
 
 BAD = [
@@ -104,6 +105,21 @@ def test_json_round_trip_and_differences():
   assert json.loads(c.to_json())["g_hidden"] == [10, 20]
   assert again.differences(c.override(epochs=9)) == {}
   assert again.differences(c.override(k=2)) == {"k": (1, 2)}
+
+
+def test_a_configuration_saved_without_split_order_keeps_tfds_order(
+    tmp_path):
+  saved = json.loads(config_lib.PAPER_MNIST.to_json())
+  assert saved.pop("split_order") == "auto"
+  old = Config.from_dict(saved)
+  assert old.split_order == "stored" and not old.reads_original_order()
+  # Its run resumes only in the order it trained on.
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ConfigError, match="split_order: saved 'stored', "
+                     "requested 'auto'"):
+    train_lib.check_workdir(config_lib.PAPER_MNIST, str(tmp_path))
+  train_lib.check_workdir(config_lib.PAPER_MNIST.override(
+      split_order="stored"), str(tmp_path))
 
 
 def test_parse_assignments_types():

@@ -1,3 +1,4 @@
+import gzip
 import os
 import shutil
 
@@ -110,6 +111,58 @@ def test_real_mnist_offline_with_the_papers_split(mnist_dirs):
   assert 0.12 < train.images.mean() / 255 < 0.14
 
 
+def _original_file(manual, name, offset, shape):
+  with gzip.open(os.path.join(manual, name)) as f:
+    return np.frombuffer(f.read(), np.uint8, offset=offset).reshape(shape)
+
+
+def test_mnist_splits_are_counted_in_the_original_files_order(mnist_dirs):
+  manual, data_dir = mnist_dirs
+  images = _original_file(manual, "train-images-idx3-ubyte.gz", 16,
+                          (-1, 28, 28, 1))
+  labels = _original_file(manual, "train-labels-idx1-ubyte.gz", 8, (-1,))
+  test_images = _original_file(manual, "t10k-images-idx3-ubyte.gz", 16,
+                               (-1, 28, 28, 1))
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  assert config.split_order == "auto" and config.reads_original_order()
+  # The paper's split: the first 50,000 training images, then validation
+  # images 50,000-59,999 (sigma is chosen on the first 1,000 of them).
+  train = data_lib.load_array(config, config.train_split)
+  val = data_lib.load_array(config, config.val_split)
+  np.testing.assert_array_equal(train.images, images[:50000])
+  np.testing.assert_array_equal(train.labels, labels[:50000])
+  np.testing.assert_array_equal(val.images, images[50000:])
+  np.testing.assert_array_equal(
+      data_lib.load_array(config, "test").images, test_images)
+  mixed = data_lib.load_array(config, "train[-3:]+test[:10%]")
+  np.testing.assert_array_equal(
+      mixed.images, np.concatenate([images[-3:], test_images[:1000]]))
+  # TFDS's stored order is a fixed shuffle of it, which the same slice
+  # reads from elsewhere in the file.
+  stored = config.override(split_order="stored")
+  first = data_lib.load_array(stored, "train[:1000]")
+  positions = data_lib.original_positions("train", 60000)
+  assert sorted(positions) == list(range(60000))
+  in_original = np.argsort(positions)[:1000]
+  np.testing.assert_array_equal(first.images, images[in_original])
+  np.testing.assert_array_equal(first.labels, labels[in_original])
+  assert not np.array_equal(first.images, images[:1000])
+  with pytest.raises(ConfigError, match=r"split='trian\[:5\]'.*\['test', "
+                     r"'train'\]"):
+    data_lib.load_array(config, "trian[:5]")
+
+
+def test_original_order_is_refused_where_it_is_not_known():
+  config = small_config(dataset="cifar10")
+  assert not config.validate().reads_original_order()
+  with pytest.raises(ConfigError, match="split_order='original'.*'cifar10'"
+                     ".*mnist.*expected split_order='stored'"):
+    config.override(split_order="original").validate()
+  with pytest.raises(ConfigError, match="split_order='shuffled'.*'auto', "
+                     "'original', 'stored'"):
+    small_config(split_order="shuffled").validate()
+
+
 @pytest.fixture
 def own_mnist_dirs(mnist_dirs, tmp_path):
   """`mnist_dirs` with a private copy of the prepared MNIST, for tests that
@@ -130,7 +183,9 @@ def _test_split_from_tfds(data_dir):
 def test_a_decoded_split_is_kept_and_read_back_unchanged(own_mnist_dirs,
                                                         monkeypatch):
   manual, data_dir = own_mnist_dirs
-  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  # TFDS's order, in which the kept arrays hold a split.
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir,
+                        split_order="stored")
   cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
   assert cache.path.startswith(data_dir) and cache.num_examples == 10000
   if os.path.exists(cache.path):
@@ -154,7 +209,8 @@ def test_a_decoded_split_is_kept_and_read_back_unchanged(own_mnist_dirs,
 def test_a_kept_split_of_other_data_or_unreadable_is_decoded_again(
     own_mnist_dirs, caplog):
   manual, data_dir = own_mnist_dirs
-  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir,
+                        split_order="stored")
   cache = data_lib._array_cache(config, data_lib.prepare(config), "test")
   real = _test_split_from_tfds(data_dir)
   os.makedirs(os.path.dirname(cache.path), exist_ok=True)
