@@ -53,6 +53,13 @@ def test_class_mix_weights_refuse_a_missing_class():
   np.testing.assert_allclose(weights, [2.0, 2.0, 0.0, 0.0])
 
 
+def test_spread_takes_items_evenly_over_the_whole():
+  np.testing.assert_array_equal(quality.spread(np.arange(10), 5),
+                                [0, 2, 4, 6, 8])
+  np.testing.assert_array_equal(quality.spread(np.arange(7), 3), [0, 2, 4])
+  np.testing.assert_array_equal(quality.spread(np.arange(6), 6), np.arange(6))
+
+
 def test_nearest_distances_match_brute_force():
   rng = np.random.default_rng(1)
   x, ref = rng.uniform(size=(30, 50)), rng.uniform(size=(70, 50))
