@@ -55,9 +55,8 @@ def main(argv):
   to_unit = lambda x: data_lib.to_unit_range(x, config.g_output)
   train = data_lib.load_array(config, config.train_split)
   test = data_lib.load_array(config, config.test_split)
-  count = min(_NUM_TEST.value, len(test))
-  images = to_model(quality.spread(test.images, count))
-  labels = quality.spread(test.labels, count)
+  images = to_model(quality.spread(test.images, _NUM_TEST.value))
+  labels = quality.spread(test.labels, _NUM_TEST.value)
   classifier = quality.load_or_train_classifier(config)
   scores = masked.completion_scores(
       model, classifier, images, labels, to_model(train.images).mean(0),

@@ -18,6 +18,7 @@ epoch e sees the same batches as a run that never stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -152,10 +153,10 @@ def load_array(config: Config, split: str) -> ArrayData:
   once, then read from `_ArrayCache`."""
   if config.dataset in TOY_DATASETS:
     return toy_gaussian(config, split)
-  if not config.reads_original_order():
-    return _load_stored(config, split)
-  tfds = _tfds()
   builder = prepare(config)
+  if not config.reads_original_order():
+    return _load_stored(config, builder, split)
+  tfds = _tfds()
   # Each named split is read whole in the stored order and put back in the
   # original one; the slices are then taken from it as TFDS would count.
   wholes = {}
@@ -168,7 +169,7 @@ def load_array(config: Config, split: str) -> ArrayData:
           f"'train+test', or split_order='stored'.")
     if name not in wholes:
       try:
-        stored = _load_stored(config, name)
+        stored = _load_stored(config, builder, name)
       except ConfigError as e:  # Name the expression asked for.
         raise ConfigError(_bad_split(config, builder, split,
                                      e.__cause__ or e)) from e
@@ -191,6 +192,7 @@ def load_array(config: Config, split: str) -> ArrayData:
                    np.concatenate(labels) if labels else None)
 
 
+@functools.lru_cache(maxsize=8)
 def original_positions(split_name: str, num_examples: int) -> np.ndarray:
   """Where TFDS stores each example of a split whose builder keys examples
   by their index in the original files: int64 [num_examples], the stored
@@ -198,13 +200,16 @@ def original_positions(split_name: str, num_examples: int) -> np.ndarray:
 
   TFDS writes a split's examples sorted by an MD5 hash of their keys salted
   with the split's name (`tfds.core.hashing.Hasher`), and keeps that hash
-  for a dataset's version: it names the examples every slice reads."""
+  for a dataset's version: it names the examples every slice reads. Kept
+  (read-only) for the next split read from the same one: hashing MNIST's
+  60,000 keys takes about 0.3 s."""
   from tensorflow_datasets.core import hashing
   hasher = hashing.Hasher(split_name)
   hashes = [hasher.hash_key(i) for i in range(num_examples)]
   stored = sorted(range(num_examples), key=hashes.__getitem__)
   positions = np.empty(num_examples, np.int64)
   positions[stored] = np.arange(num_examples)
+  positions.setflags(write=False)
   return positions
 
 
@@ -225,10 +230,10 @@ def _bad_split(config: Config, builder, split: str, error: Exception) -> str:
           f"'train[:50000]' work too).")
 
 
-def _load_stored(config: Config, split: str) -> ArrayData:
-  """One split in TFDS's stored order, as TFDS slices it."""
+def _load_stored(config: Config, builder, split: str) -> ArrayData:
+  """One split in TFDS's stored order, as TFDS slices it, from `builder`
+  (`prepare`'s)."""
   tfds = _tfds()
-  builder = prepare(config)
   try:
     # Read once into arrays: TFDS's in-memory cache of small datasets would
     # only hold a second copy (and warns when the check of kept arrays

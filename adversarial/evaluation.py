@@ -300,7 +300,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   val = data_lib.load_array(config, config.val_split).images[:num_val]
   test_data = data_lib.load_array(config, config.test_split)
   test, labels = test_data.images, test_data.labels
-  if num_test is not None and num_test < len(test):
+  if num_test is not None:
     test = quality_lib.spread(test, num_test)
     labels = None if labels is None else quality_lib.spread(labels, num_test)
   unit = lambda x: flatten_unit(

@@ -61,9 +61,9 @@ def main(argv):
     raise SystemExit(f"error: {e}") from None
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))
   train = to_model(data_lib.load_array(config, config.train_split).images)
-  test_images = data_lib.load_array(config, config.test_split).images
-  test = to_model(quality.spread(test_images,
-                                 min(_NUM_TEST.value, len(test_images))))
+  test = to_model(quality.spread(
+      data_lib.load_array(config, config.test_split).images,
+      _NUM_TEST.value))
   encoder = inference.build_encoder(train.shape[1:], model.latent_dim,
                                     seed=_SEED.value)
   fit = inference.fit_encoder(

@@ -219,11 +219,12 @@ def class_mix_weights(sample_classes: np.ndarray, test_classes: np.ndarray,
 
 
 def spread(x: np.ndarray, k: int) -> np.ndarray:
-  """`k` items of `x` spread evenly over it (all of `x` when k = len(x)).
+  """`k` items of `x` spread evenly over it (all of `x` when k >= len(x)).
 
   The scores take images this way rather than the first k: MNIST's files
   hold their writers in blocks (the test file's first half is the easier
   one), and a conditional model's samples come in blocks of one class."""
+  k = min(k, len(x))
   return np.asarray(x)[np.arange(k) * len(x) // k]
 
 
@@ -241,12 +242,12 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   f_train, _ = features_and_logits(classifier, unit(spread(train, n)))
   predicted = np.argmax(l_samples, axis=1)
   hist = class_shares(predicted)
-  test_classes = (np.argmax(l_test, axis=1) if test_labels is None
-                  else spread(test_labels, n))
+  labels = None if test_labels is None else spread(test_labels, n)
+  test_classes = np.argmax(l_test, axis=1) if labels is None else labels
   weights = class_mix_weights(predicted, test_classes)
   accuracy = float("nan")
-  if test_labels is not None:
-    accuracy = float((np.argmax(l_test, 1) == spread(test_labels, n)).mean())
+  if labels is not None:
+    accuracy = float((np.argmax(l_test, 1) == labels).mean())
   train_unit = unit(train)
   d_samples, _ = nearest_distances(spread(samples, m), train_unit)
   d_test, _ = nearest_distances(unit(spread(test, m)), train_unit)

@@ -58,6 +58,7 @@ def test_spread_takes_items_evenly_over_the_whole():
                                 [0, 2, 4, 6, 8])
   np.testing.assert_array_equal(quality.spread(np.arange(7), 3), [0, 2, 4])
   np.testing.assert_array_equal(quality.spread(np.arange(6), 6), np.arange(6))
+  np.testing.assert_array_equal(quality.spread(np.arange(3), 5), np.arange(3))
 
 
 def test_nearest_distances_match_brute_force():
