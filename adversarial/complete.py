@@ -27,7 +27,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a masked "
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
                                   "best, last, or a .weights.h5 path.")
 _NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored, "
-                                 "spread evenly over the test split.",
+                                 "a fixed subset drawn over the test split.",
                                  lower_bound=1)
 _COMPLETIONS = flags.DEFINE_integer("completions", 5,
                                     "Completions per input.", lower_bound=1)
@@ -47,6 +47,11 @@ def main(argv):
   model, config, record = cli.restore_or_exit(
       _WORKDIR.value, _CHECKPOINT.value,
       cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
+  if config.dataset != "mnist":
+    raise SystemExit(f"error: the run in {_WORKDIR.value!r} was trained on "
+                     f"dataset={config.dataset!r}: completions are scored "
+                     f"by the package's MNIST classifier, so expected a run "
+                     f"on dataset='mnist'.")
   if not config.masked:
     raise SystemExit(f"error: the run in {_WORKDIR.value!r} is not a masked "
                      f"model: expected a run trained with --masked (e.g. "
@@ -55,8 +60,8 @@ def main(argv):
   to_unit = lambda x: data_lib.to_unit_range(x, config.g_output)
   train = data_lib.load_array(config, config.train_split)
   test = data_lib.load_array(config, config.test_split)
-  images = to_model(quality.spread(test.images, _NUM_TEST.value))
-  labels = quality.spread(test.labels, _NUM_TEST.value)
+  images = to_model(quality.subset(test.images, _NUM_TEST.value))
+  labels = quality.subset(test.labels, _NUM_TEST.value)
   classifier = quality.load_or_train_classifier(config)
   scores = masked.completion_scores(
       model, classifier, images, labels, to_model(train.images).mean(0),

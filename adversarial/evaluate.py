@@ -28,8 +28,9 @@ _SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Samples from G.",
                                 lower_bound=1)
 _VAL = flags.DEFINE_integer("num_val", 1_000, "Validation images for sigma.",
                             lower_bound=1)
-_TEST = flags.DEFINE_integer("num_test", None, "Test images, spread evenly "
-                             "over the test split (default: all).",
+_TEST = flags.DEFINE_integer("num_test", None, "Test images, a fixed "
+                             "subset drawn over the test split (default: "
+                             "all).",
                              lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples' z.")
 _DRAWS = flags.DEFINE_integer(

@@ -233,8 +233,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     checkpoint: 'best', 'last' or a `.weights.h5` path.
     num_samples: samples drawn from G (the paper: 10,000).
     num_val: validation images that choose sigma (the paper: 1,000).
-    num_test: test images scored, spread evenly over the test split; all
-      of it when None.
+    num_test: test images scored, a fixed subset of the test split drawn
+      over all of it (`quality.subset`); all of it when None.
     seed: seed of the samples' z.
     sigmas: the sigma grid.
     tfds_manual_dir, tfds_data_dir: where the data is, when not where the
@@ -301,8 +301,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   test_data = data_lib.load_array(config, config.test_split)
   test, labels = test_data.images, test_data.labels
   if num_test is not None:
-    test = quality_lib.spread(test, num_test)
-    labels = None if labels is None else quality_lib.spread(labels, num_test)
+    test = quality_lib.subset(test, num_test)
+    labels = None if labels is None else quality_lib.subset(labels, num_test)
   unit = lambda x: flatten_unit(
       data_lib.to_model_range(x, config.g_output), config.g_output)
   if reference or (quality and config.dataset == "mnist") or (
@@ -356,7 +356,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       # Only labels name digits the classifier can recognise.
       predicted = scores.sample_classes
       result["conditional"] = conditional_accuracy(
-          predicted, quality_lib.spread(requested, len(predicted)))
+          predicted, quality_lib.subset(requested, len(predicted)))
   path = os.path.join(workdir, "evaluation.json")
   write_text_atomic(path, json.dumps(result, indent=2))
   result["path"] = path

@@ -34,7 +34,7 @@ _PIXEL_WEIGHT = flags.DEFINE_float(
     "training images; 0 trains on G's samples alone (the authors' inferer).",
     lower_bound=0)
 _NUM_TEST = flags.DEFINE_integer("num_test", 1000, "Test images scored, "
-                                 "spread evenly over the test split.",
+                                 "a fixed subset drawn over the test split.",
                                  lower_bound=1)
 _CANDIDATES = flags.DEFINE_integer(
     "num_candidates", 10_000, "Random z of the best-of-random baseline.",
@@ -61,7 +61,7 @@ def main(argv):
     raise SystemExit(f"error: {e}") from None
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))
   train = to_model(data_lib.load_array(config, config.train_split).images)
-  test = to_model(quality.spread(
+  test = to_model(quality.subset(
       data_lib.load_array(config, config.test_split).images,
       _NUM_TEST.value))
   encoder = inference.build_encoder(train.shape[1:], model.latent_dim,

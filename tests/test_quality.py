@@ -53,12 +53,22 @@ def test_class_mix_weights_refuse_a_missing_class():
   np.testing.assert_allclose(weights, [2.0, 2.0, 0.0, 0.0])
 
 
-def test_spread_takes_items_evenly_over_the_whole():
-  np.testing.assert_array_equal(quality.spread(np.arange(10), 5),
-                                [0, 2, 4, 6, 8])
-  np.testing.assert_array_equal(quality.spread(np.arange(7), 3), [0, 2, 4])
-  np.testing.assert_array_equal(quality.spread(np.arange(6), 6), np.arange(6))
-  np.testing.assert_array_equal(quality.spread(np.arange(3), 5), np.arange(3))
+def test_subset_draws_over_blocks_and_alternations_alike():
+  x = np.arange(50_000)
+  picked = quality.subset(x, 5_000)
+  # Distinct positions, in order, the same for every array of that length.
+  assert len(np.unique(picked)) == 5_000 and (np.diff(picked) > 0).all()
+  np.testing.assert_array_equal(quality.subset(-x, 5_000), -picked)
+  # Every tenth item would take only even positions, and the first 5,000
+  # only the first block: the subset takes both about equally.
+  assert 0.45 < (picked % 2).mean() < 0.55
+  assert 0.45 < (picked >= 25_000).mean() < 0.55
+  assert 0.08 < (picked % 10 == 3).mean() < 0.12
+  # k >= len takes all, in order.
+  np.testing.assert_array_equal(quality.subset(np.arange(6), 6), np.arange(6))
+  np.testing.assert_array_equal(quality.subset(np.arange(3), 5), np.arange(3))
+  with pytest.raises(ValueError):  # The kept positions are read-only.
+    quality._subset_positions(50_000, 5_000)[0] = 1
 
 
 def test_nearest_distances_match_brute_force():
@@ -93,6 +103,10 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   assert real.classes_present == 10
   assert max(real.class_histogram) < 0.15
   assert real.frechet_distance < 2 * real.frechet_distance_real
+  # The training images it is measured against are drawn over both groups
+  # of writers the training file alternates (every tenth image, all of one
+  # group, lies about 5.6 from the test set).
+  assert real.frechet_distance_real < 2.0
   assert 0.8 < real.nn_sample_median / real.nn_test_median < 1.25
   # The samples' classes, kept for a conditional model's accuracy.
   assert (real.sample_classes == labels).mean() > 0.97
@@ -133,3 +147,17 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
 def test_classifier_is_cached_in_the_data_dir(mnist, mnist_dirs):
   import os
   assert os.path.exists(quality.classifier_path(mnist_dirs[1]))
+
+
+def test_classifier_learns_the_papers_images_whatever_the_run_reads():
+  # One instrument for every run: a run reading TFDS's order, all 60,000
+  # training images, still gets the classifier of the files' first 50,000.
+  run = PAPER_MNIST.override(split_order="stored", train_split="train",
+                             tfds_data_dir="/data/tfds")
+  config = quality.classifier_data_config(run)
+  assert config.train_split == "train[:50000]"
+  assert config.reads_original_order()
+  assert not run.reads_original_order()
+  assert config.tfds_data_dir == "/data/tfds"
+  assert quality.classifier_path("/data/tfds") == (
+      "/data/tfds/mnist_classifier_train50000.keras")

@@ -146,6 +146,16 @@ def test_masked_run_completes_digits(tmp_path, mnist_dirs):
   assert set(result["scores"]) == {"bottom_half", "right_half", "block"}
   for kind in result["scores"]:
     assert (workdir / "completion" / f"{kind}.png").exists()
+  # Completions are scored by the MNIST classifier: a run on other images
+  # is refused, by name, before any data is read.
+  config = json.loads((workdir / "config.json").read_text())
+  config["dataset"] = "fashion_mnist"
+  (workdir / "config.json").write_text(json.dumps(config))
+  proc = run_module("adversarial.complete", [f"--workdir={workdir}"],
+                    mnist_dirs)
+  assert proc.returncode != 0
+  assert ("trained on dataset='fashion_mnist'" in proc.stderr
+          and "expected a run on dataset='mnist'" in proc.stderr), proc.stderr
 
 
 def test_clustered_run_is_scored_in_its_clusters_shares(tmp_path, mnist_dirs):
