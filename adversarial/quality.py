@@ -102,8 +102,8 @@ def load_or_train_classifier(config) -> keras.Model:
   path = classifier_path(config.tfds_data_dir)
   if os.path.exists(path):
     return keras.models.load_model(path)
-  train = data_lib.load_array(classifier_data_config(config),
-                              CLASSIFIER_SPLIT)
+  data_config = classifier_data_config(config)
+  train = data_lib.load_array(data_config, data_config.train_split)
   model = train_classifier(train.images, train.labels)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path[:-len(".keras")] + f".tmp{os.getpid()}.keras"
@@ -249,11 +249,9 @@ def subset(x: np.ndarray, k: int) -> np.ndarray:
   spaced because MNIST's files are ordered by source (each split joins
   images of NIST's SD-3 and SD-1): the test file's first 5,000 images are
   the easier half, and the training file alternates two kinds of image, so
-  that even- and odd-numbered images differ (in the features of the
-  package's classifier, the even and the odd images of the paper's 50,000
-  lie a Frechet distance of 18.9 apart, and every tenth of them 5.65 from
-  the test set, where 5,000 drawn ones lie 0.79 from it). A conditional
-  model's samples come in blocks of one class as well.
+  that every n-th image for an even n is all of one kind (BUILD.md, "Data",
+  has the figures). A conditional model's samples come in blocks of one
+  class as well.
   """
   n = len(x)
   if k >= n:
@@ -265,7 +263,7 @@ def subset(x: np.ndarray, k: int) -> np.ndarray:
 def _subset_positions(n: int, k: int) -> np.ndarray:
   positions = np.sort(np.random.default_rng(SUBSET_SEED).choice(
       n, size=k, replace=False))
-  positions.flags.writeable = False
+  positions.setflags(write=False)
   return positions
 
 
