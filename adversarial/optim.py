@@ -65,26 +65,36 @@ class LinearMomentum:
   """Momentum that rises linearly with the epoch, as pylearn2's
   `MomentumAdjustor(final_momentum, start, saturate)`.
 
-  During epoch e (0-based: e epochs completed) the momentum is `initial`
-  before `start_epoch`, `final` from `saturate_epoch` on, and linear between.
-  The epoch is derived from the update count: e = floor(t / updates_per_epoch).
+  The epoch n counts as pylearn2's adjustor counts its calls: once before
+  training and once after each epoch, so n = 1 during the first epoch
+  (`first_epoch`), and in general n = floor(t / updates_per_epoch) +
+  first_epoch after t updates. The momentum is `initial` up to
+  `start_epoch`, `final` from `saturate_epoch` on, and linear between: with
+  (1, 250), 0.5 in epoch 1, 0.5 + 0.2 / 249 in epoch 2, 0.7 from epoch 250.
+  `first_epoch=0` ramps one epoch later (0.5 in epochs 1 and 2, 0.7 from
+  epoch 251), the schedule of the runs recorded in REPRODUCTION.md.
   """
 
   def __init__(self, initial: float = 0.5, final: float = 0.7,
                start_epoch: int = 1, saturate_epoch: int = 250,
-               updates_per_epoch: int = 500):
+               updates_per_epoch: int = 500, first_epoch: int = 1):
     if updates_per_epoch < 1:
       raise ValueError(f"updates_per_epoch={updates_per_epoch} is not "
                        f"accepted: expected a positive integer.")
+    if first_epoch not in (0, 1):
+      raise ValueError(f"first_epoch={first_epoch!r} is not accepted: "
+                       f"expected 1 (pylearn2's count) or 0 (one epoch "
+                       f"later).")
     self.initial = float(initial)
     self.final = float(final)
     self.start_epoch = int(start_epoch)
     self.saturate_epoch = int(saturate_epoch)
     self.updates_per_epoch = int(updates_per_epoch)
+    self.first_epoch = int(first_epoch)
 
   def __call__(self, step):
     epoch = ops.floor(ops.cast(step, "float32") / self.updates_per_epoch)
-    alpha = (epoch - self.start_epoch) / float(
+    alpha = (epoch + float(self.first_epoch - self.start_epoch)) / float(
         self.saturate_epoch - self.start_epoch)
     alpha = ops.clip(alpha, 0.0, 1.0)
     return self.initial + alpha * (self.final - self.initial)
@@ -93,11 +103,13 @@ class LinearMomentum:
     return dict(initial=self.initial, final=self.final,
                 start_epoch=self.start_epoch,
                 saturate_epoch=self.saturate_epoch,
-                updates_per_epoch=self.updates_per_epoch)
+                updates_per_epoch=self.updates_per_epoch,
+                first_epoch=self.first_epoch)
 
   @classmethod
   def from_config(cls, config):
-    return cls(**config)
+    # A schedule saved without `first_epoch` counted epochs from 0.
+    return cls(**{"first_epoch": 0, **config})
 
 
 @keras.saving.register_keras_serializable(package="adversarial")
@@ -182,7 +194,8 @@ def make_optimizer(config: Config, updates_per_epoch: int,
     else:
       momentum = LinearMomentum(
           config.momentum, config.final_momentum, config.momentum_start_epoch,
-          config.momentum_saturate_epoch, updates_per_epoch)
+          config.momentum_saturate_epoch, updates_per_epoch,
+          config.momentum_first_epoch)
     return ScheduledMomentumSGD(learning_rate, momentum, name=name)
   kwargs = {}
   if config.optimizer in ("adam", "adamw", "adamax", "nadam", "lion"):

@@ -45,6 +45,8 @@ BAD = [
     (dict(collapse_restarts=-1), r"collapse_restarts=-1 .*integer >= 0"),
     (dict(collapse_d_fake=0.5), r"collapse_d_fake=0.5 .*\(0, 0.5\)"),
     (dict(collapse_d_fake=0.0), r"collapse_d_fake=0.0 .*\(0, 0.5\)"),
+    (dict(momentum_first_epoch=2), r"momentum_first_epoch=2 .*expected 1 "
+     r"\(the authors' count"),
     (dict(collapse_restarts=2, monitor_samples=0), "collapse_restarts=2 is "
      "not accepted with the validation monitor off.*expected "
      "collapse_restarts=0 or the monitor on"),
@@ -73,8 +75,9 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
   assert (p.g_init_scale, p.d_init_scale) == (0.05, 0.005)
   assert (p.optimizer, p.learning_rate, p.lr_decay, p.min_learning_rate) == (
       "sgd", 0.1, 1.000004, 1e-6)
-  assert (p.momentum, p.final_momentum, p.momentum_saturate_epoch) == (
-      0.5, 0.7, 250)
+  assert (p.momentum, p.final_momentum, p.momentum_start_epoch,
+          p.momentum_saturate_epoch, p.momentum_first_epoch) == (
+      0.5, 0.7, 1, 250, 1)
   assert (p.batch_size, p.update, p.k, p.g_loss, p.prior) == (
       100, "simultaneous", 1, "non_saturating", "uniform")
   assert (p.train_split, p.val_split) == ("train[:50000]", "train[50000:]")
@@ -120,6 +123,23 @@ def test_a_configuration_saved_without_split_order_keeps_tfds_order(
     train_lib.check_workdir(config_lib.PAPER_MNIST, str(tmp_path))
   train_lib.check_workdir(config_lib.PAPER_MNIST.override(
       split_order="stored"), str(tmp_path))
+
+
+def test_a_configuration_saved_without_momentum_first_epoch_ramps_late(
+    tmp_path):
+  saved = json.loads(config_lib.PAPER_MNIST.to_json())
+  assert saved.pop("momentum_first_epoch") == 1
+  old = Config.from_dict(saved)
+  assert old.momentum_first_epoch == 0
+  assert old.differences(config_lib.PAPER_MNIST) == {
+      "momentum_first_epoch": (0, 1)}
+  # Its run resumes only under the schedule it trained with.
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ConfigError, match="momentum_first_epoch: saved 0, "
+                     "requested 1"):
+    train_lib.check_workdir(config_lib.PAPER_MNIST, str(tmp_path))
+  train_lib.check_workdir(config_lib.PAPER_MNIST.override(
+      momentum_first_epoch=0), str(tmp_path))
 
 
 def test_parse_assignments_types():

@@ -33,18 +33,43 @@ def test_annealing_divides_by_its_own_factor_after_its_step():
 
 
 def test_momentum_rises_linearly_from_epoch_1_to_250():
+  # pylearn2's MomentumAdjustor(0.7, start=1, saturate=250): its count is 1
+  # during the first epoch (it runs once before training, then after each
+  # epoch), so epoch k (1-based) has 0.5 + 0.2 (k - 1) / 249.
   m = optim.LinearMomentum(0.5, 0.7, 1, 250, updates_per_epoch=500)
-  assert float(m(0)) == pytest.approx(0.5)           # epoch 0
-  assert float(m(500 * 1 + 499)) == pytest.approx(0.5)  # epoch 1
-  assert float(m(500 * 125)) == pytest.approx(0.5 + 0.2 * 124 / 249)
-  assert float(m(500 * 250)) == pytest.approx(0.7)
-  assert float(m(500 * 900)) == pytest.approx(0.7)
+  for t, epoch in ((0, 1), (499, 1), (500, 2), (500 * 124 + 7, 125),
+                   (500 * 248 + 499, 249), (500 * 249, 250),
+                   (500 * 900, 901)):
+    want = 0.5 + 0.2 * min((epoch - 1) / 249, 1.0)
+    assert float(m(t)) == pytest.approx(want, abs=1e-7), (t, epoch)
+  assert float(m(500)) > 0.5 and float(m(500 * 249 - 1)) < 0.7
+
+
+def test_momentum_one_epoch_later_with_first_epoch_0():
+  late = optim.LinearMomentum(0.5, 0.7, 1, 250, updates_per_epoch=500,
+                              first_epoch=0)
+  on_time = optim.LinearMomentum(0.5, 0.7, 1, 250, updates_per_epoch=500)
+  for epoch in (1, 2, 125, 250, 251, 900):   # 1-based
+    t = 500 * (epoch - 1)
+    want = 0.5 + 0.2 * min(max(epoch - 2, 0) / 249, 1.0)
+    assert float(late(t)) == pytest.approx(want, abs=1e-7), epoch
+    # The same as the authors' ramp one epoch earlier.
+    if epoch > 1:
+      assert float(late(t)) == float(on_time(t - 500))
+  # A schedule saved without first_epoch counted from 0, and still does.
+  saved = late.get_config()
+  del saved["first_epoch"]
+  assert optim.LinearMomentum.from_config(saved).first_epoch == 0
+  again = optim.LinearMomentum.from_config(on_time.get_config())
+  assert again.first_epoch == 1
+  with pytest.raises(ValueError, match="first_epoch=2 is not accepted"):
+    optim.LinearMomentum(first_epoch=2)
 
 
 def test_scheduled_momentum_sgd_is_classical_momentum():
   w = keras.Variable(np.array([1.0, -2.0], np.float32))
   lr = optim.InverseExponentialDecay(0.1, 2.0)
-  mom = optim.LinearMomentum(0.5, 0.9, 0, 2, updates_per_epoch=1)
+  mom = optim.LinearMomentum(0.5, 0.9, 1, 3, updates_per_epoch=1)
   opt = optim.ScheduledMomentumSGD(lr, mom)
   opt.build([w])
   g = np.array([0.5, 1.0], np.float32)
