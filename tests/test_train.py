@@ -381,7 +381,9 @@ def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   # A shell starts background jobs with SIGINT ignored, and Python keeps an
   # ignored SIGINT ignored: give the run the default handler, as a terminal
   # does.
-  proc = cli(["--dataset=mnist", "--epochs=3", "--steps_per_epoch=1000",
+  # Far more epochs than it runs: on a loaded machine this process may wake
+  # from its sleep only seconds later, and the run must still be training.
+  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
               "--set=monitor_samples=0", "--verbose=0", *TINY,
               f"--workdir={workdir}"], mnist_dirs,
              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
