@@ -107,7 +107,11 @@ def main(argv):
           f"{q['frechet_distance_real']:.2f}); digits present: "
           f"{q['classes_present']}/10; class shares: {q['class_histogram']}")
     print(f"nearest training image, median distance: samples "
-          f"{q['nn_sample_median']:.2f}, test images {q['nn_test_median']:.2f}")
+          f"{q['nn_sample_median']:.2f}, test images {q['nn_test_median']:.2f}"
+          f"; samples nearer than the nearest 1% / 5% of test images: "
+          f"{100 * q['nn_share_below_test_p1']:.1f}% / "
+          f"{100 * q['nn_share_below_test_p5']:.1f}% (samples that are not "
+          f"copies: about 1% / 5%)")
   if result.get("clusters"):
     drawn = ("their training shares" if result["class_shares"] == "train"
              else "a block of each")

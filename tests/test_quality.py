@@ -108,6 +108,10 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   # group, lies about 5.6 from the test set).
   assert real.frechet_distance_real < 2.0
   assert 0.8 < real.nn_sample_median / real.nn_test_median < 1.25
+  # Held-out digits fall below the test images' 1st and 5th percentiles of
+  # distance about as often as test images do.
+  assert 0.004 < real.nn_share_below_test_p1 < 0.02
+  assert 0.03 < real.nn_share_below_test_p5 < 0.07
   # The samples' classes, kept for a conditional model's accuracy.
   assert (real.sample_classes == labels).mean() > 0.97
   assert "sample_classes" not in real.to_dict()
@@ -136,12 +140,16 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
                                   train.images, test.images, test.labels)
   assert copies.nn_sample_median == pytest.approx(0.0, abs=1e-2)
   assert copies.nn_test_median > 3.0
+  assert copies.nn_share_below_test_p1 == 1.0
   # Samples in blocks, as a conditional model draws them (1,000 copies,
   # then 2,000 new digits): the distances are of samples from every block.
   blocks = np.concatenate([unit(train.images[:1000]), unit(half[:2000])])
   mixed = quality.sample_quality(classifier, blocks, train.images,
                                  test.images, test.labels)
   assert mixed.nn_sample_median > 0.5 * real.nn_sample_median
+  # The median passes a third of copies; the share below the test images'
+  # 1st percentile does not.
+  assert 0.3 < mixed.nn_share_below_test_p1 < 0.4
 
 
 def test_classifier_is_cached_in_the_data_dir(mnist, mnist_dirs):
