@@ -64,6 +64,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from adversarial import evaluation
+  from adversarial import quality as quality_lib
   try:
     result = evaluation.evaluate_workdir(
         _WORKDIR.value, checkpoint=_CHECKPOINT.value,
@@ -112,6 +113,9 @@ def main(argv):
           f"{100 * q['nn_share_below_test_p1']:.1f}% / "
           f"{100 * q['nn_share_below_test_p5']:.1f}% (samples that are not "
           f"copies: about 1% / 5%)")
+    warning = quality_lib.memorisation_warning(q)
+    if warning:
+      print(warning)
   if result.get("clusters"):
     drawn = ("their training shares" if result["class_shares"] == "train"
              else "a block of each")

@@ -112,6 +112,7 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   # distance about as often as test images do.
   assert 0.004 < real.nn_share_below_test_p1 < 0.02
   assert 0.03 < real.nn_share_below_test_p5 < 0.07
+  assert quality.memorisation_warning(real.to_dict()) is None
   # The samples' classes, kept for a conditional model's accuracy.
   assert (real.sample_classes == labels).mean() > 0.97
   assert "sample_classes" not in real.to_dict()
@@ -141,6 +142,8 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   assert copies.nn_sample_median == pytest.approx(0.0, abs=1e-2)
   assert copies.nn_test_median > 3.0
   assert copies.nn_share_below_test_p1 == 1.0
+  assert "100.0% of the samples" in quality.memorisation_warning(
+      copies.to_dict())
   # Samples in blocks, as a conditional model draws them (1,000 copies,
   # then 2,000 new digits): the distances are of samples from every block.
   blocks = np.concatenate([unit(train.images[:1000]), unit(half[:2000])])
@@ -150,6 +153,7 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   # The median passes a third of copies; the share below the test images'
   # 1st percentile does not.
   assert 0.3 < mixed.nn_share_below_test_p1 < 0.4
+  assert "may be copying" in quality.memorisation_warning(mixed.to_dict())
 
 
 def test_classifier_is_cached_in_the_data_dir(mnist, mnist_dirs):
