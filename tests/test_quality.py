@@ -150,7 +150,7 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   mixed = quality.sample_quality(classifier, blocks, train.images,
                                  test.images, test.labels)
   assert mixed.nn_sample_median > 0.5 * real.nn_sample_median
-  # The median passes a third of copies; the share below the test images'
+  # The median misses a third of copies; the share below the test images'
   # 1st percentile does not.
   assert 0.3 < mixed.nn_share_below_test_p1 < 0.4
   assert "may be copying" in quality.memorisation_warning(mixed.to_dict())
