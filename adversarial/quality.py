@@ -304,6 +304,18 @@ def memorisation_warning(scores: dict) -> Optional[str]:
           f"beside its nearest training image.")
 
 
+def _nearest_on_subsets(x: np.ndarray, n: int, m: int,
+                        reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Distances to the nearest row of `reference` for `subset(x, n)` and for
+  `subset(x, m)`, m <= n. When the first is all of x, the second is taken
+  from it rather than computed again."""
+  d_n, _ = nearest_distances(subset(x, n), reference)
+  if n < len(x):
+    d_m, _ = nearest_distances(subset(x, m), reference)
+    return d_n, d_m
+  return d_n, subset(d_n, m)
+
+
 def sample_quality(classifier: keras.Model, samples: np.ndarray,
                    train: np.ndarray, test: np.ndarray,
                    test_labels: Optional[np.ndarray] = None,
@@ -325,10 +337,8 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   if labels is not None:
     accuracy = float((np.argmax(l_test, 1) == labels).mean())
   train_unit = unit(train)
-  d_samples, _ = nearest_distances(subset(samples, m), train_unit)
-  d_test, _ = nearest_distances(unit(subset(test, m)), train_unit)
-  d_samples_all, _ = nearest_distances(subset(samples, n), train_unit)
-  d_test_all, _ = nearest_distances(unit(subset(test, n)), train_unit)
+  d_samples_all, d_samples = _nearest_on_subsets(samples, n, m, train_unit)
+  d_test_all, d_test = _nearest_on_subsets(unit(test), n, m, train_unit)
   return QualityResult(
       frechet_distance=frechet_distance(f_samples, f_test),
       frechet_distance_real=frechet_distance(f_train, f_test),
