@@ -304,24 +304,24 @@ def memorisation_warning(scores: dict) -> Optional[str]:
           f"beside its nearest training image.")
 
 
-def _nearest_on_subsets(x: np.ndarray, n: int, m: int,
-                        reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Distances to the nearest row of `reference` for `subset(x, n)` and for
-  `subset(x, m)`, m <= n. When the first is all of x, the second is taken
-  from it rather than computed again."""
-  d_n, _ = nearest_distances(subset(x, n), reference)
-  if n < len(x):
-    d_m, _ = nearest_distances(subset(x, m), reference)
-    return d_n, d_m
-  return d_n, subset(d_n, m)
-
-
 def sample_quality(classifier: keras.Model, samples: np.ndarray,
                    train: np.ndarray, test: np.ndarray,
                    test_labels: Optional[np.ndarray] = None,
-                   num_neighbours: int = 1000) -> QualityResult:
+                   num_neighbours: int = 1000,
+                   test_distances: Optional[np.ndarray] = None
+                   ) -> QualityResult:
   """Scores samples (float [N, 28, 28, 1] in [0, 1]) against uint8 training
-  and test images."""
+  and test images.
+
+  `test_distances`, the distance from each test image to its nearest
+  training image (`nearest_distances(test / 255, train / 255)[0]`), spares
+  computing them again when several sets of samples are scored against the
+  same images; when None, they are computed for the test images scored.
+  """
+  if test_distances is not None and len(test_distances) != len(test):
+    raise ValueError(f"test_distances has {len(test_distances)} rows: "
+                     f"expected one for each of the {len(test)} test "
+                     f"images.")
   n = min(len(samples), len(test))
   m = min(num_neighbours, n)
   unit = lambda x: np.asarray(x, np.float32) / 255.0
@@ -337,8 +337,13 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   if labels is not None:
     accuracy = float((np.argmax(l_test, 1) == labels).mean())
   train_unit = unit(train)
-  d_samples_all, d_samples = _nearest_on_subsets(samples, n, m, train_unit)
-  d_test_all, d_test = _nearest_on_subsets(unit(test), n, m, train_unit)
+  # The medians take m of the n rows the shares take.
+  d_samples_all, _ = nearest_distances(subset(samples, n), train_unit)
+  if test_distances is None:
+    d_test_all, _ = nearest_distances(unit(subset(test, n)), train_unit)
+  else:
+    d_test_all = subset(test_distances, n)
+  d_samples, d_test = subset(d_samples_all, m), subset(d_test_all, m)
   return QualityResult(
       frechet_distance=frechet_distance(f_samples, f_test),
       frechet_distance_real=frechet_distance(f_train, f_test),

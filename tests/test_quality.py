@@ -97,8 +97,13 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   # Every other test image: the halves of MNIST's test file differ (its
   # first 5,000 images are the easier writers), alternate images do not.
   half, labels = test.images[1::2], test.labels[1::2]
-  real = quality.sample_quality(classifier, unit(half),
-                                train.images, test.images, test.labels)
+  # The test images' distances to the training set, computed once for the
+  # six sets of samples scored below.
+  d_test, _ = quality.nearest_distances(unit(test.images), unit(train.images))
+  score = lambda samples: quality.sample_quality(
+      classifier, samples, train.images, test.images, test.labels,
+      test_distances=d_test)
+  real = score(unit(half))
   assert real.classifier_test_accuracy > 0.97
   assert real.classes_present == 10
   assert max(real.class_histogram) < 0.15
@@ -118,27 +123,23 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   assert "sample_classes" not in real.to_dict()
 
   noise = np.random.default_rng(0).uniform(size=(5000, 28, 28, 1))
-  bad = quality.sample_quality(classifier, noise.astype(np.float32),
-                               train.images, test.images, test.labels)
+  bad = score(noise.astype(np.float32))
   assert bad.frechet_distance > 20 * real.frechet_distance
 
   # Real digits in a skewed mix (every 1 of those images, a third of the
   # 2s and 5s): worse as drawn, real again at the test set's class shares.
   keep = ((labels == 1) | ~np.isin(labels, (2, 5))
           | (np.arange(len(labels)) % 3 == 0))
-  skewed = quality.sample_quality(classifier, unit(half[keep]),
-                                  train.images, test.images, test.labels)
+  skewed = score(unit(half[keep]))
   assert skewed.frechet_distance > 1.5 * real.frechet_distance
   assert skewed.frechet_distance_test_mix < 1.2 * real.frechet_distance
   # No sample the classifier calls a 7: no weighting sets that mix right.
   predicted = quality.predicted_classes(classifier, unit(half))
-  no_sevens = quality.sample_quality(classifier, unit(half[predicted != 7]),
-                                     train.images, test.images, test.labels)
+  no_sevens = score(unit(half[predicted != 7]))
   assert np.isnan(no_sevens.frechet_distance_test_mix)
   assert no_sevens.to_dict()["frechet_distance_test_mix"] is None
 
-  copies = quality.sample_quality(classifier, unit(train.images[:2000]),
-                                  train.images, test.images, test.labels)
+  copies = score(unit(train.images[:2000]))
   assert copies.nn_sample_median == pytest.approx(0.0, abs=1e-2)
   assert copies.nn_test_median > 3.0
   assert copies.nn_share_below_test_p1 == 1.0
@@ -147,13 +148,24 @@ def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
   # Samples in blocks, as a conditional model draws them (1,000 copies,
   # then 2,000 new digits): the distances are of samples from every block.
   blocks = np.concatenate([unit(train.images[:1000]), unit(half[:2000])])
-  mixed = quality.sample_quality(classifier, blocks, train.images,
-                                 test.images, test.labels)
+  mixed = score(blocks)
   assert mixed.nn_sample_median > 0.5 * real.nn_sample_median
   # The median misses a third of copies; the share below the test images'
   # 1st percentile does not.
   assert 0.3 < mixed.nn_share_below_test_p1 < 0.4
   assert "may be copying" in quality.memorisation_warning(mixed.to_dict())
+  # Left to compute the test images' distances itself, sample_quality finds
+  # those of the same test images (2,000 of the 10,000).
+  given, alone = score(unit(half[:2000])), quality.sample_quality(
+      classifier, unit(half[:2000]), train.images, test.images, test.labels)
+  assert alone.nn_test_median == pytest.approx(given.nn_test_median,
+                                               rel=1e-5)
+  assert alone.nn_share_below_test_p1 == given.nn_share_below_test_p1
+  assert alone.nn_share_below_test_p5 == given.nn_share_below_test_p5
+  with pytest.raises(ValueError, match="test_distances has 5000 rows: "
+                     "expected one for each of the 10000 test images"):
+    quality.sample_quality(classifier, unit(half), train.images,
+                           test.images, test_distances=d_test[::2])
 
 
 def test_classifier_is_cached_in_the_data_dir(mnist, mnist_dirs):
