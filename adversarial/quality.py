@@ -325,8 +325,11 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   n = min(len(samples), len(test))
   m = min(num_neighbours, n)
   unit = lambda x: np.asarray(x, np.float32) / 255.0
-  f_samples, l_samples = features_and_logits(classifier, subset(samples, n))
-  f_test, l_test = features_and_logits(classifier, unit(subset(test, n)))
+  # The n samples and test images the Frechet distance and the
+  # nearest-image check both score.
+  samples_n, test_n = subset(samples, n), unit(subset(test, n))
+  f_samples, l_samples = features_and_logits(classifier, samples_n)
+  f_test, l_test = features_and_logits(classifier, test_n)
   f_train, _ = features_and_logits(classifier, unit(subset(train, n)))
   predicted = np.argmax(l_samples, axis=1)
   hist = class_shares(predicted)
@@ -338,9 +341,9 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
     accuracy = float((np.argmax(l_test, 1) == labels).mean())
   train_unit = unit(train)
   # The medians take m of the n rows the shares take.
-  d_samples_all, _ = nearest_distances(subset(samples, n), train_unit)
+  d_samples_all, _ = nearest_distances(samples_n, train_unit)
   if test_distances is None:
-    d_test_all, _ = nearest_distances(unit(subset(test, n)), train_unit)
+    d_test_all, _ = nearest_distances(test_n, train_unit)
   else:
     d_test_all = subset(test_distances, n)
   d_samples, d_test = subset(d_samples_all, m), subset(d_test_all, m)
