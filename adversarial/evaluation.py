@@ -349,8 +349,11 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   if quality and config.dataset == "mnist":
     classifier = quality_lib.load_or_train_classifier(config)
     images = data_lib.to_unit_range(generated, config.g_output)
+    distances = quality_lib.nearest_test_distances(
+        train, test_data.images, data_lib.cache_root(config.tfds_data_dir))
     scores = quality_lib.sample_quality(
-        classifier, images, train, test_data.images, test_data.labels)
+        classifier, images, train, test_data.images, test_data.labels,
+        test_distances=distances)
     result["quality"] = scores.to_dict()
     if config.conditional and not config.clusters:
       # Only labels name digits the classifier can recognise.

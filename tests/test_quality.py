@@ -78,6 +78,43 @@ def test_nearest_distances_match_brute_force():
   full = np.sqrt(((x[:, None] - ref[None]) ** 2).sum(-1))
   np.testing.assert_array_equal(index, full.argmin(1))
   np.testing.assert_allclose(dist, full.min(1), rtol=1e-4)
+  # A row of the reference itself is at distance 0.
+  dist, index = quality.nearest_distances(ref[5:8], ref)
+  np.testing.assert_array_equal(index, [5, 6, 7])
+  np.testing.assert_allclose(dist, 0.0, atol=1e-2)
+
+
+def test_test_images_distances_are_kept_under_their_images_digest(
+    tmp_path):
+  rng = np.random.default_rng(3)
+  train = rng.integers(0, 256, size=(60, 28, 28, 1), dtype=np.uint8)
+  test = rng.integers(0, 256, size=(20, 28, 28, 1), dtype=np.uint8)
+  true = quality.nearest_distances(test / 255, train / 255)[0]
+  first = quality.nearest_test_distances(train, test, str(tmp_path))
+  np.testing.assert_allclose(first, true, rtol=1e-5)
+  np.testing.assert_allclose(quality.nearest_test_distances(train, test),
+                             true, rtol=1e-5)
+  (kept,) = (tmp_path / quality.NEAREST_FOLDER).iterdir()
+  # The kept file is what a second call returns.
+  np.save(kept, np.arange(20, dtype=np.float32))
+  np.testing.assert_array_equal(
+      quality.nearest_test_distances(train, test, str(tmp_path)),
+      np.arange(20))
+  # One of another length, or not a NumPy file, is computed again.
+  for bad in (lambda: np.save(kept, np.zeros(19, np.float32)),
+              lambda: kept.write_bytes(b"not an array")):
+    bad()
+    np.testing.assert_allclose(
+        quality.nearest_test_distances(train, test, str(tmp_path)), true,
+        rtol=1e-5)
+  # Other images are kept beside them, not taken for them.
+  other = test.copy()
+  other[0, 0, 0, 0] ^= 1
+  quality.nearest_test_distances(train, other, str(tmp_path))
+  assert len(list((tmp_path / quality.NEAREST_FOLDER).iterdir())) == 2
+  np.testing.assert_allclose(
+      quality.nearest_test_distances(train, test, str(tmp_path)), true,
+      rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +128,17 @@ def mnist(mnist_dirs):
   return classifier, train, test
 
 
-def test_scores_tell_real_digits_noise_and_copies_apart(mnist):
+def test_scores_tell_real_digits_noise_and_copies_apart(mnist, mnist_dirs):
   classifier, train, test = mnist
   unit = lambda x: x.astype(np.float32) / 255.0
   # Every other test image: the halves of MNIST's test file differ (its
   # first 5,000 images are the easier writers), alternate images do not.
   half, labels = test.images[1::2], test.labels[1::2]
-  # The test images' distances to the training set, computed once for the
-  # six sets of samples scored below.
-  d_test, _ = quality.nearest_distances(unit(test.images), unit(train.images))
+  # The test images' distances to the training set, computed once (and
+  # kept in the data folder, where evaluations read them) for the six sets
+  # of samples scored below.
+  d_test = quality.nearest_test_distances(train.images, test.images,
+                                          data_lib.cache_root(mnist_dirs[1]))
   score = lambda samples: quality.sample_quality(
       classifier, samples, train.images, test.images, test.labels,
       test_distances=d_test)
