@@ -263,9 +263,12 @@ def _load_stored(config: Config, builder, split: str) -> ArrayData:
 
 def cache_root(tfds_data_dir: Optional[str]) -> str:
   """The folder of the package's caches for data in `tfds_data_dir`: that
-  folder itself, or ~/.cache/adversarial for TFDS's default."""
-  return tfds_data_dir or os.path.join(os.path.expanduser("~"), ".cache",
-                                       "adversarial")
+  folder itself, or ~/.cache/adversarial for TFDS's default folder and for
+  remote storage (a `gs://` data directory), as the caches are local
+  files."""
+  if tfds_data_dir and "://" not in tfds_data_dir:
+    return tfds_data_dir
+  return os.path.join(os.path.expanduser("~"), ".cache", "adversarial")
 
 
 @dataclasses.dataclass(frozen=True)

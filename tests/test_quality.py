@@ -224,3 +224,10 @@ def test_classifier_learns_the_papers_images_whatever_the_run_reads():
   assert config.tfds_data_dir == "/data/tfds"
   assert quality.classifier_path("/data/tfds") == (
       "/data/tfds/mnist_classifier_train50000.keras")
+  # TFDS's default folder, or data on remote storage: the caches, local
+  # files, go to the user's cache folder.
+  import os
+  for remote in (None, "gs://bucket/tfds"):
+    assert quality.classifier_path(remote) == os.path.join(
+        os.path.expanduser("~"), ".cache", "adversarial",
+        "mnist_classifier_train50000.keras")
