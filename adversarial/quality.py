@@ -172,6 +172,18 @@ def frechet_distance(a: np.ndarray, b: np.ndarray,
                - 2 * cross)
 
 
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _nearest_in_block(chunk, ref, ref_sq):
+  """(squared distance to, index of) the nearest row of ref, for each row of
+  chunk."""
+  # ||x - r||^2 = ||x||^2 + (||r||^2 - 2 x.r): the search needs only the
+  # bracket, which XLA fuses into both reductions rather than keeping a
+  # second [chunk, len(ref)] block.
+  part = ref_sq[None] - tf.matmul(2 * chunk, ref, transpose_b=True)
+  return (tf.reduce_sum(tf.square(chunk), axis=1)
+          + tf.reduce_min(part, axis=1), tf.argmin(part, axis=1))
+
+
 def nearest_distances(x: np.ndarray, reference: np.ndarray,
                       chunk_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
   """(L2 distance to, index of) the nearest row of `reference`, for each row
@@ -182,12 +194,9 @@ def nearest_distances(x: np.ndarray, reference: np.ndarray,
   ref_sq = tf.reduce_sum(tf.square(ref), axis=1)
   dist, index = [], []
   for start in range(0, len(x), chunk_size):
-    chunk = tf.constant(x[start:start + chunk_size])
-    # ||x - r||^2 = ||x||^2 + (||r||^2 - 2 x.r): the row's own ||x||^2 is
-    # added after the search, which needs only the bracket.
-    part = ref_sq[None] - tf.matmul(2 * chunk, ref, transpose_b=True)
-    index.append(tf.argmin(part, axis=1).numpy())
-    d2 = tf.reduce_sum(tf.square(chunk), axis=1) + tf.reduce_min(part, axis=1)
+    d2, nearest = _nearest_in_block(tf.constant(x[start:start + chunk_size]),
+                                    ref, ref_sq)
+    index.append(nearest.numpy())
     dist.append(np.sqrt(np.maximum(d2.numpy(), 0)))
   return np.concatenate(dist), np.concatenate(index)
 
@@ -202,7 +211,7 @@ def nearest_test_distances(train: np.ndarray, test: np.ndarray,
 
   Kept in `cache_dir/nearest/` (when given) under a digest of both sets of
   images, so that every evaluation against the same images reads them
-  (10,000 test images against 50,000 training images take 11-12 s on 2
+  (10,000 test images against 50,000 training images take 7-8.5 s on 2
   cores); a file that is unreadable or of another length is computed again.
   """
   unit = lambda images: np.asarray(images, np.float32) / 255.0
