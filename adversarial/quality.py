@@ -177,8 +177,7 @@ def _nearest_in_block(chunk, ref, ref_sq):
   """(squared distance to, index of) the nearest row of ref, for each row of
   chunk."""
   # ||x - r||^2 = ||x||^2 + (||r||^2 - 2 x.r): the search needs only the
-  # bracket, which XLA fuses into both reductions rather than keeping a
-  # second [chunk, len(ref)] block.
+  # bracket; one XLA program computes it and both reductions.
   part = ref_sq[None] - tf.matmul(2 * chunk, ref, transpose_b=True)
   return (tf.reduce_sum(tf.square(chunk), axis=1)
           + tf.reduce_min(part, axis=1), tf.argmin(part, axis=1))
