@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial import data as data_lib
-from adversarial.files import renamed_into_place
+from adversarial.files import renamed_into_place, savez_atomic
 
 # What the classifier is trained on, the same for every run: the paper's
 # training images. The cache's name says so, so a classifier fitted to
@@ -223,21 +223,19 @@ def nearest_test_distances(train: np.ndarray, test: np.ndarray,
     digest.update(images.data)
   path = os.path.join(cache_dir, NEAREST_FOLDER,
                       f"test_{len(test)}_train_{len(train)}_"
-                      f"{digest.hexdigest()[:16]}.npy")
+                      f"{digest.hexdigest()[:16]}.npz")
   if os.path.exists(path):
     try:
-      kept = np.load(path, allow_pickle=False)
+      with np.load(path, allow_pickle=False) as f:
+        kept = f["distances"]
       if kept.shape == (len(test),) and kept.dtype == np.float32:
         return kept
-    except (OSError, ValueError) as e:  # A truncated or foreign file.
+    except (OSError, ValueError, KeyError) as e:  # Truncated or foreign.
       logging.warning("Ignoring the unreadable distances %s: %s", path, e)
-  distances = nearest_distances(unit(test), unit(train))[0].astype(
-      np.float32)
+  distances = nearest_distances(unit(test), unit(train))[0]
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path[:-len('.npy')]}.{os.getpid()}.tmp.npy"
-    with renamed_into_place(tmp, path):
-      np.save(tmp, distances)
+    savez_atomic(path, distances=distances)
   except OSError as e:  # A read-only folder: work without the cache.
     logging.warning("Could not keep the test images' distances in %s: %s",
                     path, e)

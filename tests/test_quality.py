@@ -96,12 +96,14 @@ def test_test_images_distances_are_kept_under_their_images_digest(
                              true, rtol=1e-5)
   (kept,) = (tmp_path / quality.NEAREST_FOLDER).iterdir()
   # The kept file is what a second call returns.
-  np.save(kept, np.arange(20, dtype=np.float32))
+  np.savez(kept, distances=np.arange(20, dtype=np.float32))
   np.testing.assert_array_equal(
       quality.nearest_test_distances(train, test, str(tmp_path)),
       np.arange(20))
-  # One of another length, or not a NumPy file, is computed again.
-  for bad in (lambda: np.save(kept, np.zeros(19, np.float32)),
+  # One of another length, without the distances, or not a NumPy file, is
+  # computed again.
+  for bad in (lambda: np.savez(kept, distances=np.zeros(19, np.float32)),
+              lambda: np.savez(kept, other=np.arange(20, dtype=np.float32)),
               lambda: kept.write_bytes(b"not an array")):
     bad()
     np.testing.assert_allclose(
