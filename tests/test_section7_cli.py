@@ -158,19 +158,35 @@ def test_masked_run_completes_digits(tmp_path, mnist_dirs):
           and "expected a run on dataset='mnist'" in proc.stderr), proc.stderr
 
 
-def test_clustered_run_is_scored_in_its_clusters_shares(tmp_path, mnist_dirs):
+def test_clustered_run_is_scored_in_its_clusters_shares(
+    tmp_path, mnist_dirs, monkeypatch):
   workdir = tmp_path / "clustered"
   run("adversarial.train", [f"--workdir={workdir}", "--conditional",
                             "--set=clusters=4",
                             "--set=train_split=train[:2000]", *TINY],
       mnist_dirs)
-  from adversarial import evaluation, images, train_lib
+  from adversarial import data, evaluation, images, quality, train_lib
   prior = train_lib.cluster_prior(str(workdir))
   assert prior.k == 4 and abs(prior.shares.sum() - 1) < 1e-9
   manual, data_dir = mnist_dirs
+  # The scores take the test images' distances kept in the data folder.
+  kept, given = [], []
+  nearest, sample_quality = (quality.nearest_test_distances,
+                             quality.sample_quality)
+  def keep(*args):
+    kept.append((args[2], nearest(*args)))
+    return kept[-1][1]
+  def score(*args, **kwargs):
+    given.append(kwargs["test_distances"])
+    return sample_quality(*args, **kwargs)
+  monkeypatch.setattr(evaluation.quality_lib, "nearest_test_distances", keep)
+  monkeypatch.setattr(evaluation.quality_lib, "sample_quality", score)
   result = evaluation.evaluate_workdir(
       str(workdir), num_samples=1000, num_test=1000, reference=False,
       tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  (cache_dir, distances), = kept
+  assert cache_dir == data.cache_root(data_dir) and len(given) == 1
+  assert given[0] is distances and distances.shape == (10000,)
   # By default the model of p(x): clusters drawn in their training shares.
   assert result["class_shares"] == "train" and result["clusters"] == 4
   # Cluster numbers are not digits: no recognition score.
