@@ -6,6 +6,7 @@ after, so that a machine that loses power keeps one of the two as well."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 
 import numpy as np
@@ -54,9 +55,10 @@ def sync_tree(path: str) -> None:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` under a temporary name, synced and renamed
+  """Writes `text` to `path` under a temporary name of this process (so
+  that processes writing the same file do not meet), synced and renamed
   into place."""
-  tmp = f"{path}.tmp"
+  tmp = f"{path}.{os.getpid()}.tmp"
   with renamed_into_place(tmp, path):
     with open(tmp, "w") as f:
       f.write(text)
@@ -70,3 +72,14 @@ def savez_atomic(path: str, **arrays) -> None:
   with renamed_into_place(tmp, path):
     with open(tmp, "wb") as f:
       np.savez(f, **arrays)
+
+
+def arrays_digest(*arrays) -> str:
+  """16 hex digits of a SHA-256 over each array's dtype, shape and bytes:
+  the name under which a result computed from these arrays alone is kept."""
+  digest = hashlib.sha256()
+  for array in arrays:
+    array = np.ascontiguousarray(array)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.data)
+  return digest.hexdigest()[:16]

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 from typing import Optional
 
@@ -45,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial import data as data_lib
-from adversarial.files import renamed_into_place, savez_atomic
+from adversarial.files import arrays_digest, renamed_into_place, savez_atomic
 
 # What the classifier is trained on, the same for every run: the paper's
 # training images. The cache's name says so, so a classifier fitted to
@@ -216,14 +215,9 @@ def nearest_test_distances(train: np.ndarray, test: np.ndarray,
   unit = lambda images: np.asarray(images, np.float32) / 255.0
   if cache_dir is None:
     return nearest_distances(unit(test), unit(train))[0]
-  digest = hashlib.sha256()
-  for images in (train, test):
-    images = np.ascontiguousarray(images)
-    digest.update(f"{images.dtype.str}{images.shape}".encode())
-    digest.update(images.data)
   path = os.path.join(cache_dir, NEAREST_FOLDER,
                       f"test_{len(test)}_train_{len(train)}_"
-                      f"{digest.hexdigest()[:16]}.npz")
+                      f"{arrays_digest(train, test)}.npz")
   if os.path.exists(path):
     try:
       with np.load(path, allow_pickle=False) as f:

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -49,6 +50,43 @@ def test_estimate_picks_sigma_on_validation_and_reports_stderr():
   # Data drawn from the samples' own distribution beats unrelated data.
   other = evaluation.parzen_estimate(samples, val, rng.uniform(size=(300, 16)))
   assert result.mean > other.mean
+
+
+def test_reference_estimate_is_kept_under_its_datas_digest(tmp_path):
+  rng = np.random.default_rng(4)
+  refs, val, test = (rng.uniform(size=(n, 16)) for n in (200, 30, 40))
+  labels = rng.integers(0, 3, 40)
+  sigmas = [0.2, 0.5, 1.0]
+  kept = lambda **kw: evaluation.reference_estimate(
+      refs, val, test, sigmas, labels, str(tmp_path), **kw)
+  true = evaluation.parzen_estimate(refs, val, test, sigmas,
+                                    test_labels=labels).to_dict()
+  first = kept()
+  assert first.pop("seconds") >= 0 and true.pop("seconds") >= 0
+  assert first == true
+  (path,) = (tmp_path / evaluation.REFERENCE_FOLDER).iterdir()
+  # What a second call returns is the kept file, with its sigmas and
+  # labels as numbers again.
+  record = json.loads(path.read_text())
+  record["mean"] = 123.0
+  path.write_text(json.dumps(record))
+  again = kept()
+  assert again["mean"] == 123.0 and again["stderr"] == true["stderr"]
+  assert again["validation"] == true["validation"]
+  assert again["by_class"] == true["by_class"]
+  # A file cut short, or one of other data, is computed again.
+  for bad in ("{", "[]", json.dumps(dict(record, by_class=[1])),
+              json.dumps(dict(record, num_test=39)),
+              json.dumps(dict(record, by_class=None))):
+    path.write_text(bad)
+    assert kept()["mean"] == pytest.approx(true["mean"])
+  # Other sigmas or labels are kept beside them, not taken for them.
+  evaluation.reference_estimate(refs, val, test, [0.2, 0.5], labels,
+                                str(tmp_path))
+  evaluation.reference_estimate(refs, val, test, sigmas, None, str(tmp_path))
+  assert len(list(path.parent.iterdir())) == 3
+  path.write_text(json.dumps(record))
+  assert kept()["mean"] == 123.0
 
 
 def test_bad_input_is_named():

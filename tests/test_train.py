@@ -1,5 +1,6 @@
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 
 from adversarial import callbacks as callbacks_lib
 from adversarial import cli as cli_lib
+from adversarial import data as data_lib
+from adversarial import evaluation
 from adversarial import files
 from adversarial import images as images_lib
 from adversarial import train_lib
@@ -325,6 +328,12 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   assert "digits present" in ev.stdout
   ref = result["reference"]
   assert ref["num_samples"] == 2000 and np.isfinite(ref["mean"])
+  # It depends on the data alone: kept in the data folder for the next
+  # evaluation.
+  kept = [json.loads(p.read_text()) for p in (
+      pathlib.Path(data_lib.cache_root(data_dir)) /
+      evaluation.REFERENCE_FOLDER).glob("2000_on_2000_*.json")]
+  assert ref in kept
   assert sorted(result["by_class"]) == sorted(ref["by_class"]) == [
       str(c) for c in range(10)]
   assert "training images as the samples (reference)" in ev.stdout
@@ -417,7 +426,6 @@ def test_cli_bad_input_is_named(tmp_path, flag, message):
   try:
     with pytest.raises(ConfigError, match=message):
       cfg = train_bin.config_from_flags()
-      from adversarial import data as data_lib
       data_lib.check_dataset(cfg)
   finally:
     flags.FLAGS.unparse_flags()
