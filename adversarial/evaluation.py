@@ -18,7 +18,6 @@ import math
 import time
 from typing import Optional, Sequence
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -176,7 +175,7 @@ def reference_estimate(references: np.ndarray, validation: np.ndarray,
   import json
   import os
 
-  from adversarial.files import arrays_digest, write_text_atomic
+  from adversarial.files import arrays_digest, kept, write_text_atomic
 
   compute = lambda: parzen_estimate(references, validation, test, sigmas,
                                     test_labels=test_labels).to_dict()
@@ -188,32 +187,25 @@ def reference_estimate(references: np.ndarray, validation: np.ndarray,
   path = os.path.join(cache_dir, REFERENCE_FOLDER,
                       f"{len(references)}_on_{len(test)}_"
                       f"{arrays_digest(*arrays)}.json")
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        kept = json.load(f)
-      # JSON's keys are strings: back to the sigmas and labels they were.
-      kept["validation"] = {float(k): float(v)
-                            for k, v in kept["validation"].items()}
-      if kept["by_class"] is not None:
-        kept["by_class"] = {int(k): float(v)
-                            for k, v in kept["by_class"].items()}
-      if (kept["num_samples"], kept["num_test"], len(kept["validation"])) == (
-          len(references), len(test), len(sigmas)) and (
-              (kept["by_class"] is None) == (test_labels is None)):
-        return kept
-    except (OSError, ValueError, KeyError, TypeError,
-            AttributeError) as e:  # Foreign.
-      logging.warning("Ignoring the unreadable reference estimate %s: %s",
-                      path, e)
-  result = compute()
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_text_atomic(path, json.dumps(result, indent=2))
-  except OSError as e:  # A read-only folder: work without the cache.
-    logging.warning("Could not keep the reference estimate in %s: %s",
-                    path, e)
-  return result
+
+  def read(path):
+    with open(path) as f:
+      result = json.load(f)
+    # JSON's keys are strings: back to the sigmas and labels they were.
+    result["validation"] = {float(k): float(v)
+                            for k, v in result["validation"].items()}
+    if result["by_class"] is not None:
+      result["by_class"] = {int(k): float(v)
+                            for k, v in result["by_class"].items()}
+    if (result["num_samples"], result["num_test"],
+        len(result["validation"]), result["by_class"] is None) == (
+            len(references), len(test), len(sigmas), test_labels is None):
+      return result
+    return None
+
+  return kept(path, read, compute,
+              lambda path, r: write_text_atomic(path, json.dumps(r, indent=2)),
+              "reference estimate")
 
 
 def flatten_unit(images, output_activation: str = "sigmoid") -> np.ndarray:

@@ -8,8 +8,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from typing import Callable, Optional, TypeVar
 
+from absl import logging
 import numpy as np
+
+T = TypeVar("T")
 
 
 def sync(path: str) -> None:
@@ -83,3 +87,29 @@ def arrays_digest(*arrays) -> str:
     digest.update(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.data)
   return digest.hexdigest()[:16]
+
+
+def kept(path: str, read: Callable[[str], Optional[T]],
+         compute: Callable[[], T], write: Callable[[str, T], None],
+         what: str) -> T:
+  """The result kept at `path`, or `compute()` kept there for next time.
+
+  `read(path)` returns the kept result, or None when the file holds
+  another; a file it cannot read (cut short, foreign) is computed again,
+  and a folder that cannot be written (read-only) leaves the result
+  unkept. Either is logged, naming `what` the result is.
+  """
+  if os.path.exists(path):
+    try:
+      result = read(path)
+      if result is not None:
+        return result
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+      logging.warning("Ignoring the unreadable %s %s: %s", what, path, e)
+  result = compute()
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write(path, result)
+  except OSError as e:
+    logging.warning("Could not keep the %s in %s: %s", what, path, e)
+  return result

@@ -38,13 +38,13 @@ import functools
 import os
 from typing import Optional
 
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from adversarial import data as data_lib
-from adversarial.files import arrays_digest, renamed_into_place, savez_atomic
+from adversarial.files import (arrays_digest, kept, renamed_into_place,
+                               savez_atomic)
 
 # What the classifier is trained on, the same for every run: the paper's
 # training images. The cache's name says so, so a classifier fitted to
@@ -213,27 +213,23 @@ def nearest_test_distances(train: np.ndarray, test: np.ndarray,
   cores); a file that is unreadable or of another length is computed again.
   """
   unit = lambda images: np.asarray(images, np.float32) / 255.0
+  compute = lambda: nearest_distances(unit(test), unit(train))[0]
   if cache_dir is None:
-    return nearest_distances(unit(test), unit(train))[0]
+    return compute()
   path = os.path.join(cache_dir, NEAREST_FOLDER,
                       f"test_{len(test)}_train_{len(train)}_"
                       f"{arrays_digest(train, test)}.npz")
-  if os.path.exists(path):
-    try:
-      with np.load(path, allow_pickle=False) as f:
-        kept = f["distances"]
-      if kept.shape == (len(test),) and kept.dtype == np.float32:
-        return kept
-    except (OSError, ValueError, KeyError) as e:  # Truncated or foreign.
-      logging.warning("Ignoring the unreadable distances %s: %s", path, e)
-  distances = nearest_distances(unit(test), unit(train))[0]
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    savez_atomic(path, distances=distances)
-  except OSError as e:  # A read-only folder: work without the cache.
-    logging.warning("Could not keep the test images' distances in %s: %s",
-                    path, e)
-  return distances
+
+  def read(path):
+    with np.load(path, allow_pickle=False) as f:
+      distances = f["distances"]
+    if distances.shape == (len(test),) and distances.dtype == np.float32:
+      return distances
+    return None
+
+  return kept(path, read, compute,
+              lambda path, d: savez_atomic(path, distances=d),
+              "test images' distances")
 
 
 @dataclasses.dataclass

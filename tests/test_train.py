@@ -621,6 +621,36 @@ def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
     assert f.read() == "new\n"
 
 
+def test_a_result_is_kept_unless_its_folder_cannot_be_written(tmp_path,
+                                                             caplog):
+  path = str(tmp_path / "kept" / "result.txt")
+  computed = []
+
+  def compute():
+    computed.append(1)
+    return "result"
+
+  def read(p):
+    with open(p) as f:
+      text = f.read()
+    return text if text == "result" else None
+
+  keep = lambda write: files.kept(path, read, compute, write, "result")
+  assert keep(files.write_text_atomic) == "result" and len(computed) == 1
+  assert keep(files.write_text_atomic) == "result" and len(computed) == 1
+  files.write_text_atomic(path, "another")  # read() says it is not one
+  assert keep(files.write_text_atomic) == "result" and len(computed) == 2
+  os.remove(path)
+
+  def read_only(p, result):
+    raise PermissionError(f"read-only file system: {p!r}")
+
+  with caplog.at_level("WARNING"):
+    assert keep(read_only) == "result" and len(computed) == 3
+  assert "Could not keep the result in" in caplog.text
+  assert not os.path.exists(path)
+
+
 def test_every_file_is_synced_before_it_takes_its_name(tmp_path,
                                                       monkeypatch):
   # A sample grid, as every atomic writer goes through renamed_into_place.
