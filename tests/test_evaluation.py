@@ -57,8 +57,8 @@ def test_reference_estimate_is_kept_under_its_datas_digest(tmp_path):
   refs, val, test = (rng.uniform(size=(n, 16)) for n in (200, 30, 40))
   labels = rng.integers(0, 3, 40)
   sigmas = [0.2, 0.5, 1.0]
-  kept = lambda **kw: evaluation.reference_estimate(
-      refs, val, test, sigmas, labels, str(tmp_path), **kw)
+  kept = lambda: evaluation.reference_estimate(
+      refs, val, test, sigmas, labels, str(tmp_path))
   true = evaluation.parzen_estimate(refs, val, test, sigmas,
                                     test_labels=labels).to_dict()
   first = kept()
