@@ -108,18 +108,22 @@ def classifier_data_config(config):
 def load_or_train_classifier(config) -> keras.Model:
   """The cached MNIST classifier for `config`'s data directory, trained on
   the paper's 50,000 training images the first time (the same images for
-  every run, so that runs' scores compare)."""
-  path = classifier_path(config.tfds_data_dir)
-  if os.path.exists(path):
-    return keras.models.load_model(path)
-  data_config = classifier_data_config(config)
-  train = data_lib.load_array(data_config, data_config.train_split)
-  model = train_classifier(train.images, train.labels)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path[:-len(".keras")] + f".tmp{os.getpid()}.keras"
-  with renamed_into_place(tmp, path):
-    model.save(tmp)
-  return model
+  every run, so that runs' scores compare). A file Keras cannot load is
+  trained again; a folder that cannot be written (read-only) leaves the
+  classifier unkept, with a warning."""
+
+  def train():
+    data_config = classifier_data_config(config)
+    data = data_lib.load_array(data_config, data_config.train_split)
+    return train_classifier(data.images, data.labels)
+
+  def save(path, model):
+    tmp = path[:-len(".keras")] + f".tmp{os.getpid()}.keras"
+    with renamed_into_place(tmp, path):
+      model.save(tmp)
+
+  return kept(classifier_path(config.tfds_data_dir), keras.models.load_model,
+              train, save, "MNIST classifier")
 
 
 def features_and_logits(classifier: keras.Model, images: np.ndarray,

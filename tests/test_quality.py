@@ -214,6 +214,37 @@ def test_classifier_is_cached_in_the_data_dir(mnist, mnist_dirs):
   assert os.path.exists(quality.classifier_path(mnist_dirs[1]))
 
 
+def test_classifier_file_unreadable_or_unwritable_is_no_stop(
+    tmp_path, monkeypatch, caplog):
+  rng = np.random.default_rng(5)
+  small = data_lib.ArrayData(
+      rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8),
+      rng.integers(0, 10, 64))
+  read = []
+  monkeypatch.setattr(quality.data_lib, "load_array",
+                      lambda config, split: read.append(split) or small)
+  train = lambda data_dir: quality.load_or_train_classifier(
+      PAPER_MNIST.override(tfds_data_dir=str(data_dir)))
+  path = tmp_path / "mnist_classifier_train50000.keras"
+  path.write_bytes(b"cut short")
+  with caplog.at_level("WARNING"):
+    first = train(tmp_path)
+  assert "Ignoring the unreadable MNIST classifier" in caplog.text
+  assert read == [quality.CLASSIFIER_SPLIT]
+  # Trained again on the paper's images and kept: the next call loads it.
+  x = small.images[:8].astype(np.float32) / 255
+  np.testing.assert_allclose(train(tmp_path).predict(x, verbose=0),
+                             first.predict(x, verbose=0), atol=1e-6)
+  assert len(read) == 1
+  # A data folder that cannot be written: the classifier is used unkept.
+  blocked = tmp_path / "a_file"
+  blocked.write_text("")
+  with caplog.at_level("WARNING"):
+    assert train(blocked / "tfds").predict(x, verbose=0).shape == (8, 10)
+  assert "Could not keep the MNIST classifier" in caplog.text
+  assert len(read) == 2
+
+
 def test_classifier_learns_the_papers_images_whatever_the_run_reads():
   # One instrument for every run: a run reading TFDS's order, all 60,000
   # training images, still gets the classifier of the files' first 50,000.
