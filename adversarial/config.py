@@ -201,7 +201,9 @@ class Config:
   strategy: str = "default"
   sample_grid_rows: int = 10
   # Per-epoch validation Parzen score, which keeps the best checkpoint:
-  # samples drawn, validation images scored (0 turns it off).
+  # samples drawn, validation images scored (0 turns it off). The
+  # authors' monitor drew 100 samples, too few to rank epochs (BUILD.md,
+  # "Design notes").
   monitor_samples: int = 10_000
   monitor_val_examples: int = 1_000
   checkpoints_to_keep: int = 2
