@@ -95,17 +95,20 @@ def kept(path: str, read: Callable[[str], Optional[T]],
   """The result kept at `path`, or `compute()` kept there for next time.
 
   `read(path)` returns the kept result, or None when the file holds
-  another; a file it cannot read (cut short, foreign) is computed again,
-  and a folder that cannot be written (read-only) leaves the result
-  unkept. Either is logged, naming `what` the result is.
+  another; a file it cannot read, whatever it raises (a file cut short
+  raises zipfile.BadZipFile in np.load, a foreign one ValueError or
+  KeyError), is computed again, and a folder that cannot be written
+  (read-only) leaves the result unkept. Either is logged, naming `what`
+  the result is.
   """
   if os.path.exists(path):
     try:
       result = read(path)
       if result is not None:
         return result
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-      logging.warning("Ignoring the unreadable %s %s: %s", what, path, e)
+    except Exception as e:  # Whatever a bad file raises.
+      logging.warning("Ignoring the unreadable %s %s: %s: %s", what, path,
+                      type(e).__name__, e)
   result = compute()
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -100,10 +100,12 @@ def test_test_images_distances_are_kept_under_their_images_digest(
   np.testing.assert_array_equal(
       quality.nearest_test_distances(train, test, str(tmp_path)),
       np.arange(20))
-  # One of another length, without the distances, or not a NumPy file, is
-  # computed again.
+  # One of another length, without the distances, cut short or not a
+  # NumPy file, is computed again.
+  whole = kept.read_bytes()
   for bad in (lambda: np.savez(kept, distances=np.zeros(19, np.float32)),
               lambda: np.savez(kept, other=np.arange(20, dtype=np.float32)),
+              lambda: kept.write_bytes(whole[:len(whole) // 2]),
               lambda: kept.write_bytes(b"not an array")):
     bad()
     np.testing.assert_allclose(
