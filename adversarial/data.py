@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.config import Config, ConfigError, TOY_DATASETS
-from adversarial.files import savez_atomic
+from adversarial.files import kept, savez_atomic
 
 
 class DataUnavailableError(RuntimeError):
@@ -243,22 +243,23 @@ def _load_stored(config: Config, builder, split: str) -> ArrayData:
         read_config=tfds.ReadConfig(try_autocache=False))
   except Exception as e:
     raise ConfigError(_bad_split(config, builder, split, e)) from e
+
+  def decode():
+    has_labels = "label" in builder.info.features
+    images, labels = [], []
+    for example in ds.batch(10_000).as_numpy_iterator():
+      images.append(example["image"])
+      if has_labels:
+        labels.append(example["label"])
+    return ArrayData(np.concatenate(images),
+                     np.concatenate(labels).astype(np.int64)
+                     if has_labels else None)
+
   cache = _array_cache(config, builder, split)
-  cached = cache and cache.read(ds)
-  if cached is not None:
-    return cached
-  has_labels = "label" in builder.info.features
-  images, labels = [], []
-  for example in ds.batch(10_000).as_numpy_iterator():
-    images.append(example["image"])
-    if has_labels:
-      labels.append(example["label"])
-  data = ArrayData(np.concatenate(images),
-                   np.concatenate(labels).astype(np.int64)
-                   if has_labels else None)
-  if cache:
-    cache.write(data)
-  return data
+  if cache is None:
+    return decode()
+  return kept(cache.path, lambda _: cache.read(ds), decode,
+              lambda _, data: cache.write(data), "array cache")
 
 
 def cache_root(tfds_data_dir: Optional[str]) -> str:
@@ -291,20 +292,13 @@ class _ArrayCache:
   num_examples: int
 
   def read(self, ds: tf.data.Dataset) -> Optional[ArrayData]:
-    """The kept split, or None where there is none, it is for other data
-    than `ds` (the split as TFDS reads it), or it cannot be read. The split
-    is then decoded and kept again."""
-    if not os.path.exists(self.path):
-      return None
-    try:
-      with np.load(self.path, allow_pickle=False) as f:
-        if str(f["fingerprint"]) != self.fingerprint:
-          return None
-        data = ArrayData(f["images"], f["labels"] if "labels" in f else None)
-    except Exception as e:  # A truncated or foreign file.
-      logging.warning("Ignoring the unreadable array cache %s: %s: %s",
-                      self.path, type(e).__name__, e)
-      return None
+    """The kept split, or None where it is for other data than `ds` (the
+    split as TFDS reads it); `files.kept` calls it, and decodes and keeps
+    the split again in its place, also when the file cannot be read."""
+    with np.load(self.path, allow_pickle=False) as f:
+      if str(f["fingerprint"]) != self.fingerprint:
+        return None
+      data = ArrayData(f["images"], f["labels"] if "labels" in f else None)
     first = next(ds.take(1).as_numpy_iterator(), None)
     if first is None or not len(data) or not np.array_equal(
         first["image"], data.images[0]):
@@ -314,17 +308,13 @@ class _ArrayCache:
     return data
 
   def write(self, data: ArrayData) -> None:
+    """Keeps a split read whole (a mocked TFDS makes fewer examples)."""
     if not len(data) or len(data) != self.num_examples:
       return
     arrays = dict(fingerprint=np.array(self.fingerprint), images=data.images)
     if data.labels is not None:
       arrays["labels"] = data.labels
-    try:
-      os.makedirs(os.path.dirname(self.path), exist_ok=True)
-      savez_atomic(self.path, **arrays)
-    except OSError as e:  # A read-only folder: work without the cache.
-      logging.warning("Could not keep the decoded split in %s: %s",
-                      self.path, e)
+    savez_atomic(self.path, **arrays)
 
 
 def _array_cache(config: Config, builder, split: str
