@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from absl import flags
 
@@ -34,6 +35,17 @@ def data_dirs(manual_flag, data_flag) -> dict:
               MANUAL_DIR_ENV),
           "tfds_data_dir": data_flag.value or os.environ.get(DATA_DIR_ENV)}
   return {k: v for k, v in dirs.items() if v}
+
+
+def parse_numbers(flag: str, values: Sequence[str]) -> list[float]:
+  """A list flag's values as numbers; one that is not a number is an
+  `app.UsageError` naming the flag's value."""
+  from absl import app
+  try:
+    return [float(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f"--{flag}={','.join(values)} is not accepted: "
+                         f"expected numbers separated by commas.") from None
 
 
 def restore_or_exit(workdir: str, checkpoint: str, dirs: dict):

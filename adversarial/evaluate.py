@@ -5,13 +5,14 @@ Usage:
   python -m adversarial.evaluate --workdir=/tmp/gan [--checkpoint=best] \
       [--draws=8]
 
-Draws 10,000 samples from G, picks sigma from numpy.logspace(-1, 0, 10) by
-the mean log-likelihood of the first 1,000 validation images (MNIST train
-images 50,000-50,999 for the paper's split), then prints the mean
-log-likelihood of the test images with its standard error, as Table 1 does,
-and writes it to <workdir>/evaluation.json, with a grid of 100 of the scored
-samples in <workdir>/evaluation.png. With --draws=N it also scores N - 1
-further draws of samples and prints the spread of the N estimates.
+Draws 10,000 samples from G, picks sigma from numpy.logspace(-1, 0, 10)
+(or from the values --sigmas gives; one value fixes it) by the mean
+log-likelihood of the first 1,000 validation images (MNIST train images
+50,000-50,999 for the paper's split), then prints the mean log-likelihood of
+the test images with its standard error, as Table 1 does, and writes it to
+<workdir>/evaluation.json, with a grid of 100 of the scored samples in
+<workdir>/evaluation.png. With --draws=N it also scores N - 1 further draws
+of samples and prints the spread of the N estimates.
 """
 
 from absl import app
@@ -32,6 +33,11 @@ _TEST = flags.DEFINE_integer("num_test", None, "Test images, a fixed "
                              "subset drawn over the test split (default: "
                              "all).",
                              lower_bound=1)
+_SIGMAS = flags.DEFINE_list(
+    "sigmas", None, "Kernel widths, comma-separated, that sigma is chosen "
+    "from by the validation images; one value fixes sigma (as the authors' "
+    "parzen_ll.py --sigma does). Default: numpy.logspace(-1, 0, 10), the "
+    "paper's grid.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples' z.")
 _DRAWS = flags.DEFINE_integer(
     "draws", 1, "Score this many independent draws of num_samples samples "
@@ -65,11 +71,14 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from adversarial import evaluation
   from adversarial import quality as quality_lib
+  sigmas = (evaluation.PAPER_SIGMAS if _SIGMAS.value is None
+            else cli.parse_numbers("sigmas", _SIGMAS.value))
   try:
     result = evaluation.evaluate_workdir(
         _WORKDIR.value, checkpoint=_CHECKPOINT.value,
         num_samples=_SAMPLES.value, num_val=_VAL.value,
-        num_test=_TEST.value, seed=_SEED.value, quality=_QUALITY.value,
+        num_test=_TEST.value, seed=_SEED.value, sigmas=sigmas,
+        quality=_QUALITY.value,
         average={"default": None, "average": True,
                  "trained": False}[_GENERATOR.value],
         reference=_REFERENCE.value, class_shares=_CLASS_SHARES.value,

@@ -42,6 +42,22 @@ def _chunk_log_kernels(x, mu, mu_sq, inv_two_var):
       fn_output_signature=x.dtype)
 
 
+def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
+  """`sigmas` as a float64 vector; raises ValueError naming them unless they
+  are one or more positive, finite kernel widths."""
+  try:
+    values = np.asarray(sigmas, np.float64)
+  except (TypeError, ValueError):
+    values = np.empty((0, 0))
+  if (values.ndim != 1 or not len(values)
+      or not np.all(np.isfinite(values) & (values > 0))):
+    raise ValueError(f"sigmas={sigmas!r} is not accepted: "
+                     f"expected one or more positive, finite kernel widths, "
+                     f"such as the paper's grid numpy.logspace(-1, 0, 10) "
+                     f"or one sigma, [0.2154].")
+  return values
+
+
 def parzen_log_likelihoods(x: np.ndarray, samples: np.ndarray,
                            sigmas: Sequence[float],
                            chunk_size: int = 500,
@@ -65,10 +81,7 @@ def parzen_log_likelihoods(x: np.ndarray, samples: np.ndarray,
   if x.shape[1] != mu.shape[1]:
     raise ValueError(f"points of dimension {x.shape[1]} and samples of "
                      f"dimension {mu.shape[1]}: expected the same dimension.")
-  sigmas = np.asarray(sigmas, np.float64)
-  if sigmas.ndim != 1 or not np.all(sigmas > 0):
-    raise ValueError(f"sigmas={sigmas!r} are not accepted: expected positive "
-                     f"kernel widths.")
+  sigmas = check_sigmas(sigmas)
   n, d = x.shape
   mu_t = tf.constant(mu)
   mu_sq = tf.reduce_sum(tf.square(mu_t), axis=1)
@@ -290,7 +303,8 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     num_test: test images scored, a fixed subset of the test split drawn
       over all of it (`quality.subset`); all of it when None.
     seed: seed of the samples' z.
-    sigmas: the sigma grid.
+    sigmas: the grid sigma is chosen from on the validation images (the
+      paper's, numpy.logspace(-1, 0, 10)); one value fixes sigma.
     tfds_manual_dir, tfds_data_dir: where the data is, when not where the
       run found it.
     quality: also report the sample-quality scores of `adversarial.quality`
@@ -335,6 +349,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     if value is not None and value < 1:
       raise ValueError(f"{name}={value} is not accepted: expected a "
                        f"positive integer.")
+  sigmas = check_sigmas(sigmas)
   model, config, record = train_lib.restore(workdir, checkpoint)
   changes = {k: v for k, v in (("tfds_manual_dir", tfds_manual_dir),
                                ("tfds_data_dir", tfds_data_dir)) if v}

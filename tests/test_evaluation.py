@@ -93,9 +93,11 @@ def test_bad_input_is_named():
   with pytest.raises(ValueError, match="dimension 3 and samples of dimension"):
     evaluation.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 4)),
                                       [0.1])
-  with pytest.raises(ValueError, match="sigmas="):
-    evaluation.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 3)),
-                                      [0.0])
+  for sigmas in ([0.0], [], [0.1, float("nan")], [float("inf")], [[0.1]]):
+    with pytest.raises(ValueError, match=r"sigmas=.* is not accepted: "
+                       "expected one or more positive, finite"):
+      evaluation.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 3)),
+                                        sigmas)
 
 
 def test_per_label_scores_split_the_mean_and_find_the_missing_mode():

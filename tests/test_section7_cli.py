@@ -134,6 +134,30 @@ def test_draws_are_the_estimates_of_successive_seeds(plain_run, mnist_dirs):
     evaluation.evaluate_workdir(str(plain_run), draws=0, **kwargs)
 
 
+def test_one_sigma_fixes_it_and_a_grid_is_chosen_from(plain_run,
+                                                      mnist_dirs):
+  from adversarial import evaluation
+  manual, data_dir = mnist_dirs
+  kwargs = dict(num_samples=500, num_val=200, num_test=300, reference=False,
+                quality=False, tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  grid = evaluation.evaluate_workdir(str(plain_run), **kwargs)
+  assert list(grid["validation"]) == list(evaluation.PAPER_SIGMAS)
+  best = grid["sigma"]
+  assert grid["validation"][best] == max(grid["validation"].values())
+  fixed = evaluation.evaluate_workdir(str(plain_run), sigmas=[best], **kwargs)
+  assert list(fixed["validation"]) == [best]
+  assert fixed["mean"] == pytest.approx(grid["mean"], abs=1e-9)
+  # Another sigma, fixed, is the one scored, worse on the validation images.
+  other = next(s for s in evaluation.PAPER_SIGMAS if s != best)
+  forced = evaluation.evaluate_workdir(str(plain_run), sigmas=[other],
+                                       **kwargs)
+  assert forced["sigma"] == other
+  assert forced["validation"][other] == pytest.approx(
+      grid["validation"][other], abs=1e-9)
+  assert forced["validation"][other] < grid["validation"][best]
+  assert forced["mean"] != pytest.approx(grid["mean"], abs=1e-3)
+
+
 def test_masked_run_completes_digits(tmp_path, mnist_dirs):
   workdir = tmp_path / "masked"
   run("adversarial.train", [f"--workdir={workdir}", "--masked", *TINY],
@@ -211,6 +235,10 @@ def test_clustered_run_is_scored_in_its_clusters_shares(
     ("adversarial.semisup", "--l2=-1", "-1.0 is not a non-negative"),
     ("adversarial.complete", "--completions=0", "0 is not a positive integer"),
     ("adversarial.evaluate", "--num_test=0", "0 is not a positive integer"),
+    ("adversarial.evaluate", "--sigmas=0.2,abc", "--sigmas=0.2,abc is not "
+     "accepted: expected numbers separated by commas"),
+    ("adversarial.evaluate", "--sigmas=0.2,-1", "sigmas=[0.2, -1.0] is not "
+     "accepted: expected one or more positive, finite kernel widths"),
 ])
 def test_bad_flags_are_named_before_anything_runs(tmp_path, module, flag,
                                                   message):
