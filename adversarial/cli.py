@@ -71,12 +71,20 @@ def run(main):
   read (`ConfigError`, `app.UsageError`) or a dataset TFDS could not prepare
   ends the process with its message and exit status 1 instead of a
   traceback. A bad setting prints its message and where help is, as absl
-  does for a flag it cannot parse, not the whole list of flags above it."""
+  does for a flag it cannot parse, not the whole list of flags above it.
+
+  Logging shows warnings and errors unless --verbosity is given: absl's
+  default under `app.run`, INFO, adds TensorFlow's and TFDS's notes (each
+  dataset read, each SavedModel asset written) to what the binaries print,
+  and the package itself logs nothing below a warning."""
   from absl import app
+  from absl import logging
 
   def guarded(argv):
     from adversarial.config import ConfigError
     from adversarial.data import DataUnavailableError
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
     try:
       return main(argv)
     except (ConfigError, app.UsageError) as e:

@@ -291,9 +291,11 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
   proc = cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
               "--steps_per_epoch=30", "--set=monitor_samples=1000",
-              "--set=ema_decay=0.9", *TINY], mnist_dirs)
+              "--set=ema_decay=0.9", "--verbosity=0", *TINY], mnist_dirs)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
+  # Asked for, TFDS's notes on the data it reads are logged.
+  assert "Reusing dataset mnist" in out
   assert "Epoch 2/2" in out and "val_parzen" in out
   # Output to a pipe: one line an epoch, no progress bar.
   assert "30/30 - " in out and "\u2501" not in out and "\x1b[" not in out
@@ -316,6 +318,8 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
        f"--tfds_data_dir={data_dir}"], timeout=300)
   assert ev.returncode == 0, ev.stdout + ev.stderr
   assert "Parzen-window log-likelihood:" in ev.stdout
+  # By default they are not: warnings and errors only.
+  assert "Reusing dataset mnist" not in ev.stdout + ev.stderr
   result = json.loads((workdir / "evaluation.json").read_text())
   assert result["num_samples"] == 2000 and result["num_test"] == 2000
   assert result["epoch"] == best["epoch"]
