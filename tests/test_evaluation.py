@@ -68,10 +68,12 @@ def test_reference_estimate_is_kept_under_its_datas_digest(tmp_path):
   # What a second call returns is the kept file, with its sigmas and
   # labels as numbers again.
   record = json.loads(path.read_text())
-  record["mean"] = 123.0
+  record["mean"], record["seconds"] = 123.0, 1e6
   path.write_text(json.dumps(record))
   again = kept()
   assert again["mean"] == 123.0 and again["stderr"] == true["stderr"]
+  # Its seconds are those of this call, not of the computation kept.
+  assert 0 <= again["seconds"] < 60
   assert again["validation"] == true["validation"]
   assert again["by_class"] == true["by_class"]
   # A file cut short, or one of other data, is computed again.
