@@ -47,10 +47,11 @@ def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
   are one or more positive, finite kernel widths."""
   try:
     values = np.asarray(sigmas, np.float64)
+    good = (values.ndim == 1 and len(values) > 0
+            and bool(np.all(np.isfinite(values) & (values > 0))))
   except (TypeError, ValueError):
-    values = np.empty((0, 0))
-  if (values.ndim != 1 or not len(values)
-      or not np.all(np.isfinite(values) & (values > 0))):
+    good = False
+  if not good:
     raise ValueError(f"sigmas={sigmas!r} is not accepted: "
                      f"expected one or more positive, finite kernel widths, "
                      f"such as the paper's grid numpy.logspace(-1, 0, 10) "
