@@ -222,8 +222,11 @@ class CollapseGuard(keras.callbacks.Callback):
     if not self._warned:
       self._warned = True
       logging.warning("Training collapsed at %s. No run in this state has "
-                      "been seen to recover; collapse_restarts > 0 takes it "
-                      "back to its best checkpoint or its start.", message)
+                      "been seen to recover. The same command with "
+                      "--collapse_restarts=3 added resumes the run and takes "
+                      "it back to its best checkpoint with new noise; or "
+                      "train with another --seed in a new work directory.",
+                      message)
 
 
 def read_restarts(checkpoint_dir: str) -> list:

@@ -604,7 +604,18 @@ def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
                  callbacks=[RejectAll(epoch=1)])
   assert result.epochs_done == 3
   assert "Training collapsed at epoch 2: mean D(G(z))" in caplog.text
-  assert not callbacks_lib.read_restarts(str(tmp_path / "checkpoints"))
+  assert ("The same command with --collapse_restarts=3 added resumes the "
+          "run" in caplog.text)
+  checkpoints = str(tmp_path / "checkpoints")
+  assert not callbacks_lib.read_restarts(checkpoints)
+  # As the warning says: resumed with the guard on, a collapse takes the run
+  # back, and it trains on to its end.
+  resumed = run(guarded_config(mnist_dirs, collapse_restarts=3, epochs=4),
+                tmp_path, callbacks=[RejectAll(epoch=3)])
+  assert resumed.epochs_done == 4
+  [restart] = callbacks_lib.read_restarts(checkpoints)
+  assert restart["epoch"] == 4 and 1 <= restart["back_to"] <= 3
+  assert callbacks_lib.read_state(checkpoints)["epoch"] == 4
 
 
 def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
