@@ -146,8 +146,16 @@ def main(argv):
   except KeyboardInterrupt:
     print(interrupted_message(_WORKDIR.value), file=sys.stderr)
     sys.exit(130)  # the shell's status for a process ended by SIGINT
-  print(f"trained epochs {result.initial_epoch}..{result.epochs_done}; "
-        f"work directory: {_WORKDIR.value}")
+  print(summary(result, _WORKDIR.value))
+
+
+def summary(result, workdir: str) -> str:
+  """The line a finished call of `train` prints: the epochs done before and
+  after it, and how often it went back after a collapse."""
+  went_back = (f", going back {result.restarts} time(s) after a collapse "
+               f"(checkpoints/restarts.json)" if result.restarts else "")
+  return (f"trained epochs {result.initial_epoch}..{result.epochs_done}"
+          f"{went_back}; work directory: {workdir}")
 
 
 def interrupted_message(workdir: str) -> str:

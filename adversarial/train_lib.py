@@ -46,11 +46,14 @@ class TrainResult:
     history: per-epoch metrics of the epochs run by this call.
     initial_epoch: epochs already done when this call started.
     epochs_done: epochs done when it ended.
+    restarts: times this call took the run back after a collapse
+      (`collapse_restarts`; each is in `checkpoints/restarts.json`).
   """
   model: GAN
   history: dict
   initial_epoch: int
   epochs_done: int
+  restarts: int = 0
 
 
 def check_workdir(config: Config, workdir: str) -> None:
@@ -317,7 +320,7 @@ def _fit(model, config, train_data, initial_epoch, steps, run_callbacks,
          verbose, checkpoint_dir, chief) -> TrainResult:
   """`model.fit` from `initial_epoch` to the end, going back after each
   collapse (`CollapseGuard`, `_go_back`) while restarts are left."""
-  first_epoch = initial_epoch
+  first_epoch, restarts = initial_epoch, 0
   while True:
     try:
       result = _fit_once(model, config, train_data, initial_epoch, steps,
@@ -325,8 +328,10 @@ def _fit(model, config, train_data, initial_epoch, steps, run_callbacks,
     except callbacks_lib.TrainingCollapsedError as collapse:
       initial_epoch = _go_back(model, config, checkpoint_dir, chief,
                                collapse)
+      restarts += 1
       continue
-    return dataclasses.replace(result, initial_epoch=first_epoch)
+    return dataclasses.replace(result, initial_epoch=first_epoch,
+                               restarts=restarts)
 
 
 def _go_back(model, config, checkpoint_dir, chief, collapse) -> int:

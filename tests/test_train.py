@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import pathlib
@@ -436,6 +437,17 @@ def test_cli_bad_input_is_named(tmp_path, flag, message):
     flags.FLAGS.unparse_flags()
 
 
+def test_the_last_line_says_how_often_the_run_went_back():
+  from adversarial import train as train_bin
+  done = train_lib.TrainResult(None, {}, 10, 12)
+  assert train_bin.summary(done, "w") == (
+      "trained epochs 10..12; work directory: w")
+  went_back = dataclasses.replace(done, restarts=2)
+  assert train_bin.summary(went_back, "w") == (
+      "trained epochs 10..12, going back 2 time(s) after a collapse "
+      "(checkpoints/restarts.json); work directory: w")
+
+
 def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   proc = cli([f"--workdir={tmp_path}", "--batch_size=-5"], mnist_dirs)
   out, _ = proc.communicate(timeout=120)
@@ -542,6 +554,7 @@ def test_a_collapsed_epoch_goes_back_to_the_best_checkpoint_with_new_noise(
   config = guarded_config(mnist_dirs)
   result = run(config, tmp_path / "a", callbacks=[RejectAll(epoch=1)])
   assert (result.initial_epoch, result.epochs_done) == (0, 3)
+  assert result.restarts == 1
   checkpoints = str(tmp_path / "a" / "checkpoints")
   [restart] = callbacks_lib.read_restarts(checkpoints)
   assert restart["epoch"] == 2 and restart["back_to"] == 1
@@ -610,9 +623,11 @@ def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
   assert not callbacks_lib.read_restarts(checkpoints)
   # As the warning says: resumed with the guard on, a collapse takes the run
   # back, and it trains on to its end.
+  assert result.restarts == 0
   resumed = run(guarded_config(mnist_dirs, collapse_restarts=3, epochs=4),
                 tmp_path, callbacks=[RejectAll(epoch=3)])
-  assert resumed.epochs_done == 4
+  assert (resumed.initial_epoch, resumed.epochs_done) == (3, 4)
+  assert resumed.restarts == 1
   [restart] = callbacks_lib.read_restarts(checkpoints)
   assert restart["epoch"] == 4 and 1 <= restart["back_to"] <= 3
   assert callbacks_lib.read_state(checkpoints)["epoch"] == 4
