@@ -191,11 +191,13 @@ def reference_estimate(references: np.ndarray, validation: np.ndarray,
 
   from adversarial.files import arrays_digest, kept, write_text_atomic
 
+  start = time.perf_counter()
+  sigmas = check_sigmas(sigmas)
   compute = lambda: parzen_estimate(references, validation, test, sigmas,
                                     test_labels=test_labels).to_dict()
   if cache_dir is None:
     return compute()
-  arrays = [references, validation, test, np.asarray(sigmas, np.float64)]
+  arrays = [references, validation, test, sigmas]
   if test_labels is not None:
     arrays.append(test_labels)
   path = os.path.join(cache_dir, REFERENCE_FOLDER,
@@ -217,13 +219,12 @@ def reference_estimate(references: np.ndarray, validation: np.ndarray,
       return result
     return None
 
-  start = time.perf_counter()
   result = kept(path, read, compute,
                 lambda path, r: write_text_atomic(path,
                                                   json.dumps(r, indent=2)),
                 "reference estimate")
-  # The seconds this call took: a kept result's own are those of its
-  # computation, in an earlier evaluation.
+  # The seconds this call took, the digest included: a kept result's own
+  # are those of its computation, in an earlier evaluation.
   return dict(result, seconds=time.perf_counter() - start)
 
 
