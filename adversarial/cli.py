@@ -37,15 +37,17 @@ def data_dirs(manual_flag, data_flag) -> dict:
   return {k: v for k, v in dirs.items() if v}
 
 
-def parse_numbers(flag: str, values: Sequence[str]) -> list[float]:
-  """A list flag's values as numbers; one that is not a number is an
-  `app.UsageError` naming the flag's value."""
+def parse_numbers(flag: str, values: Sequence[str],
+                  kind: type = float) -> list:
+  """A list flag's values as numbers of `kind` (float or int); one that is
+  not such a number is an `app.UsageError` naming the flag's value."""
   from absl import app
   try:
-    return [float(v) for v in values]
+    return [kind(v) for v in values]
   except ValueError:
+    what = "integers" if kind is int else "numbers"
     raise app.UsageError(f"--{flag}={','.join(values)} is not accepted: "
-                         f"expected numbers separated by commas.") from None
+                         f"expected {what} separated by commas.") from None
 
 
 def restore_or_exit(workdir: str, checkpoint: str, dirs: dict):

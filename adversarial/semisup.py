@@ -41,13 +41,11 @@ def main(argv):
   from adversarial import data as data_lib
   from adversarial import networks
   from adversarial import semisupervised as ss
-  try:
-    sizes = [int(s) for s in _SIZES.value]
-  except ValueError:
-    sizes = []
+  sizes = cli.parse_numbers("sizes", _SIZES.value, int)
   if not sizes or min(sizes) < 1:
-    raise app.UsageError(f"--sizes={_SIZES.value} is not accepted: expected "
-                         f"positive integers such as 100,600,1000,3000.")
+    raise app.UsageError(f"--sizes={','.join(_SIZES.value)} is not accepted: "
+                         f"expected positive integers such as "
+                         f"100,600,1000,3000.")
   model, config, record = cli.restore_or_exit(
       _WORKDIR.value, _CHECKPOINT.value,
       cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
@@ -55,6 +53,10 @@ def main(argv):
     raise SystemExit("error: the run is conditional or masked: expected an "
                      "unconditional run, whose D sees images alone.")
   train = data_lib.load_array(config, config.train_split)
+  try:  # Before D's features are computed for every image.
+    ss.check_sizes(train.labels, sizes)
+  except ValueError as e:
+    raise SystemExit(f"error: --sizes: {e}") from None
   test = data_lib.load_array(config, config.test_split)
   to_model = lambda a: np.asarray(data_lib.to_model_range(a, config.g_output))
   x_train, x_test = to_model(train.images), to_model(test.images)

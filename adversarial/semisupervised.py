@@ -62,23 +62,32 @@ def discriminator_features(discriminator: keras.Model, images: np.ndarray,
   return np.concatenate(parts).astype(np.float32)
 
 
+def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> None:
+  """Raises ValueError unless every labelled-set size in `sizes` can be
+  drawn from `labels` with the same count of each class: a positive
+  multiple of the number of classes, at most that number times the rarest
+  class's count."""
+  classes, counts = np.unique(labels, return_counts=True)
+  most = len(classes) * int(counts.min())
+  for size in sizes:
+    if (not isinstance(size, (int, np.integer)) or size < 1
+        or size % len(classes) or size > most):
+      raise ValueError(
+          f"size={size!r} is not accepted: expected a positive multiple of "
+          f"the {len(classes)} classes (the same count of each) of at most "
+          f"{most} (the rarest class, {classes[counts.argmin()]}, has "
+          f"{counts.min()} examples).")
+
+
 def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   """Indices of `size` examples, size / classes of each class, drawn with
   `seed`."""
+  check_sizes(labels, [size])
   classes = np.unique(labels)
-  if size < 1 or size % len(classes):
-    raise ValueError(f"size={size} is not accepted: expected a positive "
-                     f"multiple of the {len(classes)} classes (the same "
-                     f"count of each).")
   rng = np.random.default_rng(seed)
   per = size // len(classes)
-  picks = []
-  for c in classes:
-    where = np.flatnonzero(labels == c)
-    if len(where) < per:
-      raise ValueError(f"class {c} has {len(where)} examples: fewer than the "
-                       f"{per} that size={size} needs.")
-    picks.append(rng.choice(where, per, replace=False))
+  picks = [rng.choice(np.flatnonzero(labels == c), per, replace=False)
+           for c in classes]
   return np.sort(np.concatenate(picks))
 
 
@@ -155,6 +164,7 @@ def semi_supervised_table(feature_sets: dict, train_labels: np.ndarray,
                      f"integer.")
   if l2 < 0:
     raise ValueError(f"l2={l2} is not accepted: expected a penalty >= 0.")
+  check_sizes(train_labels, sizes)
   errors = {name: {} for name in feature_sets}
   for n in sizes:
     subsets = [balanced_subset(train_labels, n, seed + d)

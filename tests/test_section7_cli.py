@@ -47,6 +47,12 @@ def test_semisup_prints_the_error_table(plain_run, mnist_dirs):
   assert len(result["errors"]) == 3
   for rows in result["errors"].values():
     assert 0.0 < rows["100"][0] < 0.9   # better than chance on 10 classes
+  # A size the labels cannot give is named once the labels are read.
+  proc = run_module("adversarial.semisup", [f"--workdir={plain_run}",
+                                            "--sizes=100,105"], mnist_dirs)
+  assert proc.returncode == 1
+  assert ("error: --sizes: size=105 is not accepted: expected a positive "
+          "multiple of the 10 classes") in proc.stderr
 
 
 def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
@@ -230,8 +236,10 @@ def test_clustered_run_is_scored_in_its_clusters_shares(
 @pytest.mark.parametrize("module,flag,message", [
     ("adversarial.infer", "--learning_rate=0", "expected Adam's step size, a "
      "number > 0"),
-    ("adversarial.semisup", "--sizes=0,100", "--sizes=['0', '100'] is not "
+    ("adversarial.semisup", "--sizes=0,100", "--sizes=0,100 is not "
      "accepted: expected positive integers"),
+    ("adversarial.semisup", "--sizes=100,1e3", "--sizes=100,1e3 is not "
+     "accepted: expected integers separated by commas"),
     ("adversarial.semisup", "--l2=-1", "-1.0 is not a non-negative"),
     ("adversarial.complete", "--completions=0", "0 is not a positive integer"),
     ("adversarial.evaluate", "--num_test=0", "0 is not a positive integer"),

@@ -19,6 +19,15 @@ def test_balanced_subset():
   with pytest.raises(ValueError, match="size=0 is not accepted: expected a "
                      "positive multiple"):
     ss.balanced_subset(labels, 0, seed=0)
+  # 30 of each class: 300 is the most with the same count of each.
+  ss.check_sizes(labels, [10, 300])
+  with pytest.raises(ValueError, match=r"size=310 is not accepted: .* of at "
+                     r"most 300 \(the rarest class, 0, has 30 examples\)"):
+    ss.balanced_subset(labels, 310, seed=0)
+  uneven = np.concatenate([labels, np.full(5, 3)])[5:]  # 25 of class 0
+  with pytest.raises(ValueError, match=r"at most 250 \(the rarest class, 0, "
+                     r"has 25 examples\)"):
+    ss.check_sizes(uneven, [10, 260])
 
 
 def blobs(n, seed, label_seed=None):
@@ -71,3 +80,6 @@ def test_table_has_every_feature_set_and_size():
     ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10,), draws=0)
   with pytest.raises(ValueError, match="l2=-1.0 is not accepted"):
     ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10,), l2=-1.0)
+  # Every size is checked before any classifier is fitted.
+  with pytest.raises(ValueError, match="size=15 is not accepted"):
+    ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10, 15))
