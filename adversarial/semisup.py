@@ -23,8 +23,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
                                   "best, last, or a .weights.h5 path.")
-_SIZES = flags.DEFINE_list("sizes", ["100", "600", "1000", "3000"],
-                           "Numbers of labelled training images.")
+_SIZES = flags.DEFINE_list(
+    "sizes", ["100", "600", "1000", "3000"],
+    "Numbers of labelled training images, each a multiple of the number of "
+    "classes: every class gives the same count.")
 _DRAWS = flags.DEFINE_integer("draws", 3, "Labelled sets drawn per size.",
                               lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the labelled sets.")

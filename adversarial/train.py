@@ -77,8 +77,8 @@ _RESTARTS = flags.DEFINE_integer(
     "row) goes back to its best checkpoint, or its start, with new noise; "
     "0: never (the paper's loop).", lower_bound=0)
 _SET = flags.DEFINE_multi_string(
-    "set", [], "Any other Config field, as name=value (repeatable), e.g. "
-    "--set=g_hidden=256,256 --set=d_input_dropout=0.1.")
+    "set", [], "Any other Config field, as name=value, e.g. "
+    "--set=g_hidden=256,256 --set=d_input_dropout=0.1")
 _VERBOSE = flags.DEFINE_integer(
     "verbose", None, "0 silent, 1 progress bar, 2 one line per epoch. "
     "Default: 1 when the output is a terminal, 2 when it goes to a file or "
