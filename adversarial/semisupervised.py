@@ -70,10 +70,10 @@ def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> None:
   classes, counts = np.unique(labels, return_counts=True)
   most = len(classes) * int(counts.min())
   for size in sizes:
-    if (not isinstance(size, (int, np.integer)) or size < 1
-        or size % len(classes) or size > most):
+    whole = isinstance(size, (int, np.integer))
+    if not whole or size < 1 or size % len(classes) or size > most:
       raise ValueError(
-          f"size={size!r} is not accepted: expected a positive multiple of "
+          f"size={int(size) if whole else repr(size)} is not accepted: expected a positive multiple of "
           f"the {len(classes)} classes (the same count of each) of at most "
           f"{most} (the rarest class, {classes[counts.argmin()]}, has "
           f"{counts.min()} examples).")
