@@ -619,8 +619,24 @@ def parse_assignments(assignments) -> dict[str, Any]:
       else:
         value = text
     except ValueError:
+      optional = "Optional" in str(fields[name].type)
       raise ConfigError(
-          f"--set {item!r} is not accepted: {text!r} is not a value of "
-          f"{name}'s type ({fields[name].type}).") from None
+          f"--set {item!r} is not accepted: expected {name} to be "
+          f"{_value_words(name, default)}"
+          + (" (or none)" if optional else "") + ".") from None
     out[name] = value
   return out
+
+
+def _value_words(name: str, default) -> str:
+  """What a `--set` value of the field `name` must be, in words, with the
+  default as the example where there is one."""
+  if isinstance(default, bool):
+    return "true or false"
+  if isinstance(default, tuple):
+    return ("integers separated by commas, such as "
+            + ",".join(str(v) for v in default))
+  if isinstance(default, int) or name == "steps_per_epoch":
+    return "an integer" + (f", such as {default}" if default is not None
+                           else "")
+  return f"a number, such as {default}"

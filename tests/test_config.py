@@ -150,8 +150,21 @@ def test_parse_assignments_types():
                      steps_per_epoch=None, batch_size=7, dataset="cifar10")
   with pytest.raises(ConfigError, match="'nope=1'"):
     config_lib.parse_assignments(["nope=1"])
-  with pytest.raises(ConfigError, match="'batch_size=x'"):
+  with pytest.raises(ConfigError, match="'batch_size=x' is not accepted: "
+                     "expected batch_size to be an integer, such as 100."):
     config_lib.parse_assignments(["batch_size=x"])
+  with pytest.raises(ConfigError, match="expected g_hidden to be integers "
+                     "separated by commas, such as 1200,1200."):
+    config_lib.parse_assignments(["g_hidden=ten"])
+  with pytest.raises(ConfigError, match="expected jit_compile to be true or "
+                     "false."):
+    config_lib.parse_assignments(["jit_compile=yes"])
+  with pytest.raises(ConfigError, match="expected d_input_dropout to be a "
+                     "number, such as 0.2."):
+    config_lib.parse_assignments(["d_input_dropout=much"])
+  with pytest.raises(ConfigError, match=r"expected steps_per_epoch to be an "
+                     r"integer \(or none\)."):
+    config_lib.parse_assignments(["steps_per_epoch=all"])
 
 
 def test_the_strategy_may_change_when_a_run_resumes():
