@@ -27,6 +27,14 @@ def define_data_flags():
   return manual, data
 
 
+def define_checkpoint_flag():
+  """--checkpoint of a binary that reads a run (`train_lib.restore`)."""
+  return flags.DEFINE_string(
+      "checkpoint", "best", "best (the best epoch by the validation Parzen "
+      "score), last, the name of a checkpoint the run keeps "
+      "(epoch-0100.weights.h5), or the path of a .weights.h5 file.")
+
+
 def data_dirs(manual_flag, data_flag) -> dict:
   """The data directories given by flag, else by environment variable:
   {'tfds_manual_dir': ..., 'tfds_data_dir': ...}, leaving out those given

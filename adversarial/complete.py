@@ -24,8 +24,7 @@ from adversarial import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a masked "
                                "run (--masked).", required=True)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
-                                  "best, last, or a .weights.h5 path.")
+_CHECKPOINT = cli.define_checkpoint_flag()
 _NUM_TEST = flags.DEFINE_integer("num_test", 10_000, "Test digits scored, "
                                  "a fixed subset drawn over the test split.",
                                  lower_bound=1)
@@ -33,6 +32,7 @@ _COMPLETIONS = flags.DEFINE_integer("completions", 5,
                                     "Completions per input.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the masks and completions.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists them.
 
 
 def main(argv):

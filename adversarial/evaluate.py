@@ -22,9 +22,7 @@ from adversarial import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "best", "best (validation Parzen), last, or a .weights.h5 "
-    "path.")
+_CHECKPOINT = cli.define_checkpoint_flag()
 _SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Samples from G.",
                                 lower_bound=1)
 _VAL = flags.DEFINE_integer("num_val", 1_000, "Validation images for sigma.",
@@ -64,6 +62,7 @@ _CLASS_SHARES = flags.DEFINE_enum(
     "which scores the model of p(x) = sum_c p(c) p(x | c). Default: train "
     "for a run conditioned on clusters, uniform for labels.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists them.
 
 
 def main(argv):

@@ -249,7 +249,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "Work directory of a run.",
                       required=True)
   flags.DEFINE_string("out", "figures", "Folder for the PNG files.")
-  flags.DEFINE_string("checkpoint", "best", "best, last or a path.")
+  cli.define_checkpoint_flag()
+  flags.adopt_module_key_flags(cli)  # --helpshort lists them.
   flags.DEFINE_integer("toy_steps", 4000,
                        "Generator steps of the Figure 1 toy (0: skip it).")
   cli.run(main)

@@ -20,8 +20,7 @@ from adversarial import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
-                                  "best, last, or a .weights.h5 path.")
+_CHECKPOINT = cli.define_checkpoint_flag()
 _STEPS = flags.DEFINE_integer("steps", 5000, "Encoder training steps.",
                               lower_bound=1)
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Samples per step.",
@@ -41,6 +40,7 @@ _CANDIDATES = flags.DEFINE_integer(
     lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists them.
 
 
 def main(argv):

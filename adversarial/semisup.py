@@ -21,8 +21,7 @@ from adversarial import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
-                                  "best, last, or a .weights.h5 path.")
+_CHECKPOINT = cli.define_checkpoint_flag()
 _SIZES = flags.DEFINE_list(
     "sizes", ["100", "600", "1000", "3000"],
     "Numbers of labelled training images, each a multiple of the number of "
@@ -33,6 +32,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the labelled sets.")
 _L2 = flags.DEFINE_float("l2", 1e-3, "L2 penalty of the linear classifier.",
                          lower_bound=0)
 _MANUAL_DIR, _DATA_DIR = cli.define_data_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists them.
 
 
 def main(argv):

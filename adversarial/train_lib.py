@@ -433,7 +433,9 @@ def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
   Args:
     workdir: a training run's directory.
     checkpoint: 'best' (the best validation Parzen score; the last checkpoint
-      where no score was kept), 'last', or the path of a `.weights.h5` file.
+      where no score was kept), 'last', the name of a file in the run's
+      checkpoints/ folder (such as 'epoch-0100.weights.h5'), or the path of
+      a `.weights.h5` file.
 
   Returns:
     {'weights': path, 'epoch': epoch or None, ...}; a path's epoch is read
@@ -452,10 +454,20 @@ def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
           f"{os.path.join(checkpoint_dir, callbacks_lib.STATE_FILE)} (train "
           f"first, or pass the path of a .weights.h5 file).")
     return record
+  own = os.path.join(checkpoint_dir, checkpoint)
+  if not os.path.isfile(checkpoint) and os.path.isfile(own):
+    checkpoint = own  # The name of one of the run's checkpoints.
   if not os.path.isfile(checkpoint):
+    kept = sorted(n for n in (os.listdir(checkpoint_dir)
+                              if os.path.isdir(checkpoint_dir) else ())
+                  if n.endswith(".weights.h5"))
+    if len(kept) > 6:
+      kept = kept[:2] + [f"... ({len(kept) - 5} more)"] + kept[-3:]
     raise FileNotFoundError(
-        f"checkpoint={checkpoint!r} does not exist: expected 'best', 'last' "
-        f"or the path of a .weights.h5 file.")
+        f"checkpoint={checkpoint!r} does not exist: expected 'best', 'last', "
+        f"the name of a checkpoint the run keeps"
+        + (f" ({', '.join(kept)} in {checkpoint_dir})" if kept else "")
+        + " or the path of a .weights.h5 file.")
   return {"weights": checkpoint, "epoch": callbacks_lib.epoch_of(checkpoint)}
 
 

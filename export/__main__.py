@@ -13,17 +13,18 @@ with TF Serving's `--model_base_path=<export_dir>` (see BUILD.md).
 from absl import app
 from absl import flags
 
+from adversarial import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of a run.",
                                required=True)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Base directory of the served model.", required=True)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "best", "best (validation Parzen), last, or a .weights.h5 "
-    "path.")
+_CHECKPOINT = cli.define_checkpoint_flag()
 _VERSION = flags.DEFINE_integer("version", None,
                                 "Version number (default: next free).")
 _MODEL_NAME = flags.DEFINE_string(
     "model_name", "generator", "Model name in the warm-up requests.")
+flags.adopt_module_key_flags(cli)  # --helpshort lists them.
 
 
 def main(argv):
@@ -41,7 +42,6 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  from adversarial import cli
   cli.run(main)
 
 

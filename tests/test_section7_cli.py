@@ -254,3 +254,15 @@ def test_bad_flags_are_named_before_anything_runs(tmp_path, module, flag,
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+# The flags every binary that reads a run shares (`cli`) are listed by its
+# --helpshort, beside its own.
+@pytest.mark.parametrize("module,data_flags", [
+    ("adversarial.evaluate", True), ("adversarial.figures", True),
+    ("export", False)])
+def test_helpshort_lists_the_shared_flags(module, data_flags):
+  proc = run_module(module, ["--helpshort"])
+  assert "--workdir:" in proc.stdout
+  assert "--checkpoint: best (the best epoch by the validation" in proc.stdout
+  assert ("--tfds_manual_dir:" in proc.stdout) == data_flags

@@ -258,7 +258,9 @@ def test_restore_errors_name_what_is_missing(tmp_path):
   with pytest.raises(FileNotFoundError, match="does not exist"):
     train_lib.restore(str(tmp_path / "none"))
   run(small_config(epochs=1), tmp_path)
-  with pytest.raises(FileNotFoundError, match="checkpoint='x.weights.h5'"):
+  with pytest.raises(FileNotFoundError, match=r"checkpoint='x.weights.h5' "
+                     r"does not exist: .* the run keeps \(.*"
+                     r"epoch-0001.weights.h5 in "):
     train_lib.restore(str(tmp_path), "x.weights.h5")
 
 
@@ -267,6 +269,9 @@ def test_a_checkpoint_named_by_path_keeps_its_epoch(tmp_path):
   own = callbacks_lib.weights_path(str(tmp_path / "checkpoints"), 1)
   assert train_lib.resolve_checkpoint(str(tmp_path), own) == {
       "weights": own, "epoch": 1}
+  # Or by its name in the run's checkpoints/ folder.
+  assert train_lib.resolve_checkpoint(
+      str(tmp_path), "epoch-0001.weights.h5") == {"weights": own, "epoch": 1}
   copy = tmp_path / "kept.weights.h5"
   shutil.copy(own, copy)
   assert train_lib.resolve_checkpoint(str(tmp_path), str(copy))[
