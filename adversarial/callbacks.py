@@ -23,7 +23,6 @@ from adversarial import images as images_lib
 STATE_FILE = "state.json"
 RESTARTS_FILE = "restarts.json"
 BEST_FILE = "best.json"
-BEST_WEIGHTS = "best.weights.h5"
 # The weights a run starts from, kept when a collapsed run may go back to
 # its start (`Config.collapse_restarts`).
 INITIAL_WEIGHTS = "initial.weights.h5"
@@ -61,6 +60,13 @@ def save_weights_atomic(model, path: str) -> None:
 
 def weights_path(checkpoint_dir: str, epoch: int) -> str:
   return os.path.join(checkpoint_dir, f"epoch-{epoch:04d}.weights.h5")
+
+
+def best_weights_name(epoch: int) -> str:
+  """The file name of the best checkpoint when it is `epoch`'s: a new name
+  for each, so that `best.json` names the weights it describes whenever a
+  run is stopped."""
+  return f"best-epoch-{epoch:04d}.weights.h5"
 
 
 def epoch_of(path: str) -> Optional[int]:
@@ -299,8 +305,10 @@ class ParzenMonitor(keras.callbacks.Callback):
   At the end of each epoch it scores validation images under a Parzen window
   on `num_samples` samples from one fixed z (sigma picked from the paper's
   grid), adds `val_parzen` and `val_sigma` to the epoch's logs, and saves the
-  weights as `best.weights.h5` (with `best.json`) when the score is the best
-  so far. Evaluation and export use that checkpoint by default: the sister
+  weights as `best-epoch-NNNN.weights.h5` (`best_weights_name`), then points
+  `best.json` at them and removes the earlier best's file, when the score is
+  the best so far: a run stopped between the two writes keeps the earlier
+  best whole, its record and weights together. Evaluation and export use that checkpoint by default: the sister
   conditional-GAN paper stopped at the best validation log-likelihood. A
   model with a weight average is scored on it, and the trained G's score is
   logged beside it as `val_parzen_raw`. A conditional model's samples are
@@ -335,13 +343,19 @@ class ParzenMonitor(keras.callbacks.Callback):
     best = read_best(self.checkpoint_dir)
     if math.isfinite(score) and (best is None or score > best["val_parzen"]):
       os.makedirs(self.checkpoint_dir, exist_ok=True)
-      save_weights_atomic(self.model,
-                          os.path.join(self.checkpoint_dir, BEST_WEIGHTS))
+      name = best_weights_name(epoch + 1)
+      save_weights_atomic(self.model, os.path.join(self.checkpoint_dir, name))
       write_text_atomic(
           os.path.join(self.checkpoint_dir, BEST_FILE),
           json.dumps({"epoch": epoch + 1, "val_parzen": score,
-                      "val_sigma": sigma, "weights": BEST_WEIGHTS},
+                      "val_sigma": sigma, "weights": name},
                      indent=2) + "\n")
+      # The earlier best's weights (and those of a best written by a run
+      # stopped before its record was).
+      for old in glob.glob(os.path.join(self.checkpoint_dir,
+                                        "best*.weights.h5")):
+        if os.path.basename(old) != name:
+          os.remove(old)
 
 
 def read_best(checkpoint_dir: str) -> Optional[dict]:

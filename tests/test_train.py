@@ -593,7 +593,7 @@ def test_a_run_that_keeps_collapsing_stops_when_its_restarts_are_spent(
                      match=r"collapsed at epoch 2: mean D\(G\(z\)\) = .*below "
                      r"collapse_d_fake=0.002.*all 2 restarts "
                      r"\(collapse_restarts\) are spent.*best checkpoint, "
-                     r".*best.weights.h5 \(epoch 1\), is kept"):
+                     r".*best-epoch-0001.weights.h5 \(epoch 1\), is kept"):
     run(guarded_config(mnist_dirs), tmp_path,
         callbacks=[RejectAll(epoch=1, times=3)])
   checkpoints = str(tmp_path / "checkpoints")
@@ -613,6 +613,47 @@ def test_a_run_that_keeps_collapsing_stops_when_its_restarts_are_spent(
   assert result.epochs_done == 3
   assert len(callbacks_lib.read_restarts(checkpoints)) == 3
   assert callbacks_lib.read_state(checkpoints)["epoch"] == 3
+
+
+def test_a_run_stopped_while_it_keeps_a_new_best_keeps_the_old_one(
+    tmp_path, mnist_dirs, monkeypatch):
+  # Every epoch scores better than the last, so every epoch is a new best.
+  scores = iter(range(100))
+  monkeypatch.setattr(evaluation, "validation_monitor_score",
+                      lambda *args, **kwargs: (float(next(scores)), 0.2))
+  config = guarded_config(mnist_dirs, collapse_restarts=0, epochs=1)
+  run(config, tmp_path)
+  checkpoints = str(tmp_path / "checkpoints")
+  first = callbacks_lib.read_best(checkpoints)
+  assert first["epoch"] == 1
+  with open(first["weights"], "rb") as f:
+    first_bytes = f.read()
+
+  # The run is stopped after epoch 2's best weights are written and before
+  # best.json names them.
+  write = callbacks_lib.write_text_atomic
+
+  def stopped(path, text):
+    if path.endswith(callbacks_lib.BEST_FILE):
+      raise RuntimeError("stopped")
+    write(path, text)
+
+  monkeypatch.setattr(callbacks_lib, "write_text_atomic", stopped)
+  with pytest.raises(RuntimeError, match="stopped"):
+    run(config.override(epochs=2), tmp_path)
+  # The record and its weights are still epoch 1's, together.
+  kept = callbacks_lib.read_best(checkpoints)
+  assert kept == first
+  with open(kept["weights"], "rb") as f:
+    assert f.read() == first_bytes
+  # Resumed, epoch 2 is kept as the best, and only its weights remain.
+  monkeypatch.setattr(callbacks_lib, "write_text_atomic", write)
+  run(config.override(epochs=2), tmp_path)
+  best = callbacks_lib.read_best(checkpoints)
+  assert best["epoch"] == 2
+  assert sorted(p.name for p in (tmp_path / "checkpoints").glob(
+      "best*.weights.h5")) == ["best-epoch-0002.weights.h5"]
+  assert os.path.basename(best["weights"]) == "best-epoch-0002.weights.h5"
 
 
 def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
