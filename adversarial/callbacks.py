@@ -70,9 +70,11 @@ def best_weights_name(epoch: int) -> str:
 
 
 def epoch_of(path: str) -> Optional[int]:
-  """The epoch in a checkpoint's name as `weights_path` writes it
-  (`epoch-0107.weights.h5`: 107); None for any other name."""
-  match = re.fullmatch(r"epoch-(\d+)\.weights\.h5", os.path.basename(path))
+  """The epoch in a checkpoint's name as `weights_path` or
+  `best_weights_name` writes it (`epoch-0107.weights.h5`,
+  `best-epoch-0107.weights.h5`: 107); None for any other name."""
+  match = re.fullmatch(r"(?:best-)?epoch-(\d+)\.weights\.h5",
+                       os.path.basename(path))
   return int(match.group(1)) if match else None
 
 
@@ -308,8 +310,9 @@ class ParzenMonitor(keras.callbacks.Callback):
   weights as `best-epoch-NNNN.weights.h5` (`best_weights_name`), then points
   `best.json` at them and removes the earlier best's file, when the score is
   the best so far: a run stopped between the two writes keeps the earlier
-  best whole, its record and weights together. Evaluation and export use that checkpoint by default: the sister
-  conditional-GAN paper stopped at the best validation log-likelihood. A
+  best whole, its record and weights together. Evaluation and export use
+  that checkpoint by default: the sister conditional-GAN paper stopped at
+  the best validation log-likelihood. A
   model with a weight average is scored on it, and the trained G's score is
   logged beside it as `val_parzen_raw`. A conditional model's samples are
   drawn for `labels` when given (`ConditionalGAN.default_labels` when not).

@@ -72,8 +72,9 @@ def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> None:
   for size in sizes:
     whole = isinstance(size, (int, np.integer))
     if not whole or size < 1 or size % len(classes) or size > most:
+      shown = int(size) if whole else repr(size)
       raise ValueError(
-          f"size={int(size) if whole else repr(size)} is not accepted: expected a positive multiple of "
+          f"size={shown} is not accepted: expected a positive multiple of "
           f"the {len(classes)} classes (the same count of each) of at most "
           f"{most} (the rarest class, {classes[counts.argmin()]}, has "
           f"{counts.min()} examples).")

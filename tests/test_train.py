@@ -277,6 +277,7 @@ def test_a_checkpoint_named_by_path_keeps_its_epoch(tmp_path):
   assert train_lib.resolve_checkpoint(str(tmp_path), str(copy))[
       "epoch"] is None
   assert callbacks_lib.epoch_of("/a/epoch-0107.weights.h5") == 107
+  assert callbacks_lib.epoch_of("/a/best-epoch-0107.weights.h5") == 107
   assert callbacks_lib.epoch_of("/a/epoch-0107.weights.h5.tmp") is None
 
 
@@ -654,6 +655,10 @@ def test_a_run_stopped_while_it_keeps_a_new_best_keeps_the_old_one(
   assert sorted(p.name for p in (tmp_path / "checkpoints").glob(
       "best*.weights.h5")) == ["best-epoch-0002.weights.h5"]
   assert os.path.basename(best["weights"]) == "best-epoch-0002.weights.h5"
+  # Named as a file of the run, the best checkpoint keeps its epoch.
+  assert train_lib.resolve_checkpoint(
+      str(tmp_path), "best-epoch-0002.weights.h5") == {
+          "weights": best["weights"], "epoch": 2}
 
 
 def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
