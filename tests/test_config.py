@@ -150,21 +150,25 @@ def test_parse_assignments_types():
                      steps_per_epoch=None, batch_size=7, dataset="cifar10")
   with pytest.raises(ConfigError, match="'nope=1'"):
     config_lib.parse_assignments(["nope=1"])
-  with pytest.raises(ConfigError, match="'batch_size=x' is not accepted: "
-                     "expected batch_size to be an integer, such as 100."):
-    config_lib.parse_assignments(["batch_size=x"])
-  with pytest.raises(ConfigError, match="expected g_hidden to be integers "
-                     "separated by commas, such as 1200,1200."):
-    config_lib.parse_assignments(["g_hidden=ten"])
-  with pytest.raises(ConfigError, match="expected jit_compile to be true or "
-                     "false."):
-    config_lib.parse_assignments(["jit_compile=yes"])
-  with pytest.raises(ConfigError, match="expected d_input_dropout to be a "
-                     "number, such as 0.2."):
-    config_lib.parse_assignments(["d_input_dropout=much"])
-  with pytest.raises(ConfigError, match=r"expected steps_per_epoch to be an "
-                     r"integer \(or none\)."):
-    config_lib.parse_assignments(["steps_per_epoch=all"])
+
+
+# A value of the wrong type: the message says what the field takes, with its
+# default as the example.
+@pytest.mark.parametrize("item,message", [
+    ("batch_size=x", "'batch_size=x' is not accepted: expected batch_size to "
+     "be an integer, such as 100."),
+    ("g_hidden=ten", "expected g_hidden to be integers separated by commas, "
+     "such as 1200,1200."),
+    ("jit_compile=yes", "expected jit_compile to be true or false."),
+    ("d_input_dropout=much", "expected d_input_dropout to be a number, such "
+     "as 0.2."),
+    ("steps_per_epoch=all", "expected steps_per_epoch to be an integer "
+     "(or none)."),
+])
+def test_a_value_of_the_wrong_type_is_named(item, message):
+  with pytest.raises(ConfigError) as e:
+    config_lib.parse_assignments([item])
+  assert message in str(e.value)
 
 
 def test_the_strategy_may_change_when_a_run_resumes():
