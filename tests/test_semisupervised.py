@@ -64,7 +64,7 @@ def test_features_are_the_hidden_layers_of_d():
     ss.discriminator_features(conditional.discriminator, images)
 
 
-def test_table_has_every_feature_set_and_size():
+def test_table_has_every_feature_set_and_size(monkeypatch):
   x, y = blobs(400, 0)
   y = y % 2
   xt, yt = blobs(100, 1)
@@ -81,5 +81,9 @@ def test_table_has_every_feature_set_and_size():
   with pytest.raises(ValueError, match="l2=-1.0 is not accepted"):
     ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10,), l2=-1.0)
   # Every size is checked before any classifier is fitted.
+  fitted = []
+  monkeypatch.setattr(ss, "linear_probe",
+                      lambda *args, **kwargs: fitted.append(1) or 0.5)
   with pytest.raises(ValueError, match="size=15 is not accepted"):
     ss.semi_supervised_table({"a": (x, xt)}, y, yt, sizes=(10, 15))
+  assert not fitted
