@@ -659,6 +659,18 @@ def test_a_run_stopped_while_it_keeps_a_new_best_keeps_the_old_one(
   assert train_lib.resolve_checkpoint(
       str(tmp_path), "best-epoch-0002.weights.h5") == {
           "weights": best["weights"], "epoch": 2}
+  # A run whose best checkpoint has the name earlier versions gave it,
+  # best.weights.h5, reads it through best.json and drops it for the next.
+  os.rename(best["weights"], os.path.join(checkpoints, "best.weights.h5"))
+  record = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+  (tmp_path / "checkpoints" / "best.json").write_text(
+      json.dumps(dict(record, weights="best.weights.h5")))
+  assert train_lib.resolve_checkpoint(str(tmp_path), "best") == dict(
+      record, weights=os.path.join(checkpoints, "best.weights.h5"))
+  run(config.override(epochs=3), tmp_path)
+  assert callbacks_lib.read_best(checkpoints)["epoch"] == 3
+  assert sorted(p.name for p in (tmp_path / "checkpoints").glob(
+      "best*.weights.h5")) == ["best-epoch-0003.weights.h5"]
 
 
 def test_without_restarts_a_collapse_is_only_logged(tmp_path, mnist_dirs,
