@@ -312,10 +312,10 @@ class ParzenMonitor(keras.callbacks.Callback):
   the best so far: a run stopped between the two writes keeps the earlier
   best whole, its record and weights together. Evaluation and export use
   that checkpoint by default: the sister conditional-GAN paper stopped at
-  the best validation log-likelihood. A
-  model with a weight average is scored on it, and the trained G's score is
-  logged beside it as `val_parzen_raw`. A conditional model's samples are
-  drawn for `labels` when given (`ConditionalGAN.default_labels` when not).
+  the best validation log-likelihood. A model with a weight average is
+  scored on it, and the trained G's score is logged beside it as
+  `val_parzen_raw`. A conditional model's samples are drawn for `labels`
+  when given (`ConditionalGAN.default_labels` when not).
   """
 
   def __init__(self, validation: np.ndarray, checkpoint_dir: str,

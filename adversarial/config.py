@@ -602,41 +602,56 @@ def parse_assignments(assignments) -> dict[str, Any]:
           f"--set {item!r} is not accepted: expected name=value with a "
           f"Config field name, one of {', '.join(sorted(fields))}.")
     default = getattr(defaults, name)
+    kind = _field_kind(name, default)
+    optional = "Optional" in str(fields[name].type)
     text = text.strip()
     try:
-      if text.lower() == "none" and "Optional" in str(fields[name].type):
+      if text.lower() == "none" and optional:
         value = None
-      elif isinstance(default, bool):
+      elif kind == "bool":
         if text.lower() not in ("true", "false", "1", "0"):
           raise ValueError(text)
         value = text.lower() in ("true", "1")
-      elif isinstance(default, tuple):
+      elif kind == "ints":
         value = tuple(int(v) for v in text.split(",") if v.strip())
-      elif isinstance(default, int) or name == "steps_per_epoch":
+      elif kind == "int":
         value = int(text)
-      elif isinstance(default, float):
+      elif kind == "float":
         value = float(text)
       else:
         value = text
     except ValueError:
-      optional = "Optional" in str(fields[name].type)
       raise ConfigError(
           f"--set {item!r} is not accepted: expected {name} to be "
-          f"{_value_words(name, default)}"
+          f"{_value_words(kind, default)}"
           + (" (or none)" if optional else "") + ".") from None
     out[name] = value
   return out
 
 
-def _value_words(name: str, default) -> str:
-  """What a `--set` value of the field `name` must be, in words, with the
-  default as the example where there is one."""
+def _field_kind(name: str, default) -> str:
+  """How `parse_assignments` reads a value of the field `name`: 'bool',
+  'ints' (a tuple), 'int', 'float' or 'str'."""
   if isinstance(default, bool):
-    return "true or false"
+    return "bool"
   if isinstance(default, tuple):
+    return "ints"
+  if isinstance(default, int) or name == "steps_per_epoch":
+    return "int"
+  if isinstance(default, float):
+    return "float"
+  return "str"
+
+
+def _value_words(kind: str, default) -> str:
+  """What a `--set` value of a field of `kind` (`_field_kind`) must be, in
+  words, with the default as the example where there is one."""
+  if kind == "bool":
+    return "true or false"
+  if kind == "ints":
     return ("integers separated by commas, such as "
             + ",".join(str(v) for v in default))
-  if isinstance(default, int) or name == "steps_per_epoch":
+  if kind == "int":
     return "an integer" + (f", such as {default}" if default is not None
                            else "")
   return f"a number, such as {default}"

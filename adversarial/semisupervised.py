@@ -62,11 +62,11 @@ def discriminator_features(discriminator: keras.Model, images: np.ndarray,
   return np.concatenate(parts).astype(np.float32)
 
 
-def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> None:
-  """Raises ValueError unless every labelled-set size in `sizes` can be
-  drawn from `labels` with the same count of each class: a positive
-  multiple of the number of classes, at most that number times the rarest
-  class's count."""
+def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+  """The classes of `labels`, sorted; raises ValueError unless every
+  labelled-set size in `sizes` can be drawn from `labels` with the same
+  count of each class: a positive multiple of the number of classes, at
+  most that number times the rarest class's count."""
   classes, counts = np.unique(labels, return_counts=True)
   most = len(classes) * int(counts.min())
   for size in sizes:
@@ -78,13 +78,13 @@ def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> None:
           f"the {len(classes)} classes (the same count of each) of at most "
           f"{most} (the rarest class, {classes[counts.argmin()]}, has "
           f"{counts.min()} examples).")
+  return classes
 
 
 def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   """Indices of `size` examples, size / classes of each class, drawn with
   `seed`."""
-  check_sizes(labels, [size])
-  classes = np.unique(labels)
+  classes = check_sizes(labels, [size])
   rng = np.random.default_rng(seed)
   per = size // len(classes)
   picks = [rng.choice(np.flatnonzero(labels == c), per, replace=False)
