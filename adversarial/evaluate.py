@@ -10,9 +10,11 @@ Draws 10,000 samples from G, picks sigma from numpy.logspace(-1, 0, 10)
 log-likelihood of the first 1,000 validation images (MNIST train images
 50,000-50,999 for the paper's split), then prints the mean log-likelihood of
 the test images with its standard error, as Table 1 does, and writes it to
-<workdir>/evaluation.json, with a grid of 100 of the scored samples in
-<workdir>/evaluation.png. With --draws=N it also scores N - 1 further draws
-of samples and prints the spread of the N estimates.
+<workdir>/evaluation.json, the latest evaluation's record, and keeps it in
+<workdir>/evaluations/ under its time and checkpoint, with a grid of 100 of
+the scored samples in <workdir>/evaluation.png. With --draws=N it also
+scores N - 1 further draws of samples and prints the spread of the N
+estimates.
 """
 
 from absl import app
@@ -135,7 +137,7 @@ def main(argv):
           f"{evaluation.CLASS_SHARES[result['class_shares']]}, recognised "
           f"as the requested class: {100 * c['accuracy']:.1f}% (per class: "
           f"{' '.join(f'{100 * a:.0f}' for a in c['per_class'])})")
-  print(f"written to {result['path']}")
+  print(f"written to {result['path']} (kept as {result['kept_path']})")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")
 

@@ -14,7 +14,9 @@ no [n, N, d] tensor is ever made; the distances of a chunk serve every sigma.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
+import os
 import time
 from typing import Optional, Sequence
 
@@ -287,6 +289,33 @@ def above_reference(result: dict) -> Optional[float]:
   return None
 
 
+HISTORY_FOLDER = "evaluations"
+
+
+def history_path(workdir: str, result: dict, trained: bool = False) -> str:
+  """Where an evaluation's record is kept beside evaluation.json:
+  `<workdir>/evaluations/<time>-<checkpoint>[-trained].json`, e.g.
+  `20261205-181530-epoch-2362.json`, the time (UTC) its `time`, the
+  checkpoint its epoch or its weights file's name, `-trained` for G itself
+  scored in a run that keeps a weight average (`trained`). A name already
+  taken gets -2, -3, ... added."""
+  stamp = datetime.datetime.fromisoformat(result["time"]).strftime(
+      "%Y%m%d-%H%M%S")
+  if result.get("epoch") is not None:
+    which = f"epoch-{result['epoch']:04d}"
+  else:
+    which = os.path.basename(result["checkpoint"]).removesuffix(".weights.h5")
+  if trained:
+    which += "-trained"
+  folder = os.path.join(workdir, HISTORY_FOLDER)
+  os.makedirs(folder, exist_ok=True)
+  path, n = os.path.join(folder, f"{stamp}-{which}.json"), 1
+  while os.path.exists(path):
+    n += 1
+    path = os.path.join(folder, f"{stamp}-{which}-{n}.json")
+  return path
+
+
 def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      num_samples: int = 10_000, num_val: int = 1_000,
                      num_test: Optional[int] = None, seed: int = 0,
@@ -299,8 +328,9 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      class_shares: Optional[str] = None,
                      draws: int = 1) -> dict:
   """The Parzen estimate of a run's generator, written to
-  `<workdir>/evaluation.json`, with 100 of the scored samples, evenly
-  spaced, in `<workdir>/evaluation.png`.
+  `<workdir>/evaluation.json` and kept in `<workdir>/evaluations/`
+  (`history_path`), with 100 of the scored samples, evenly spaced, in
+  `<workdir>/evaluation.png`.
 
   Args:
     workdir: a training run's directory.
@@ -337,14 +367,14 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
     (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
-    of the test images of each label), epoch, checkpoint, path, reference
+    of the test images of each label), epoch, checkpoint, time (UTC), path
+    and kept_path (where it was written: `history_path`), reference
     (the same estimate with training images as samples) and quality (see
     `quality.QualityResult`) for MNIST; draws (seeds, means and sigmas of
     each draw, their mean and standard deviation) when draws > 1; and
     samples_png, the grid's path.
   """
   import json
-  import os
 
   from adversarial import images as images_lib
   from adversarial import train_lib
@@ -437,9 +467,19 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
       predicted = scores.sample_classes
       result["conditional"] = conditional_accuracy(
           predicted, quality_lib.subset(requested, len(predicted)))
+  result["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+  text = json.dumps(result, indent=2)
+  # Each evaluation is kept under its own name as well, so that scoring
+  # another checkpoint or generator does not take the last one's record
+  # away; evaluation.json is the latest.
+  kept_path = history_path(
+      workdir, result,
+      trained=model.ema_generator is not None and average is False)
+  write_text_atomic(kept_path, text)
   path = os.path.join(workdir, "evaluation.json")
-  write_text_atomic(path, json.dumps(result, indent=2))
-  result["path"] = path
+  write_text_atomic(path, text)
+  result["path"], result["kept_path"] = path, kept_path
   # 100 of the scored samples themselves, evenly spaced (for a conditional
   # model, a row per class): the training's grids show the weight average
   # when there is one, not G as scored here.

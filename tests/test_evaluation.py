@@ -160,3 +160,23 @@ def test_smoothed_real_digits_beat_the_real_ones_and_are_flagged(mnist_dirs):
       smoothed["mean"] - real["mean"])
   assert evaluation.above_reference(dict(real, reference=real)) is None
   assert evaluation.above_reference(real) is None  # no reference scored
+
+
+def test_history_names_say_when_and_which_checkpoint_and_never_collide(
+    tmp_path):
+  record = {"time": "2026-12-05T18:15:30+00:00", "epoch": 7,
+            "checkpoint": "/runs/a/checkpoints/best-epoch-0007.weights.h5"}
+  first = evaluation.history_path(str(tmp_path), record)
+  assert first == str(tmp_path / "evaluations" /
+                      "20261205-181530-epoch-0007.json")
+  (tmp_path / "evaluations" / "20261205-181530-epoch-0007.json").write_text(
+      "{}")
+  # The same second and checkpoint again: numbered, the first kept.
+  second = evaluation.history_path(str(tmp_path), record)
+  assert second.endswith("20261205-181530-epoch-0007-2.json")
+  assert evaluation.history_path(str(tmp_path), record, trained=True
+                                 ).endswith("-epoch-0007-trained.json")
+  # A checkpoint of no known epoch is named by its file.
+  unknown = dict(record, epoch=None, checkpoint="/elsewhere/g.weights.h5")
+  assert evaluation.history_path(str(tmp_path), unknown).endswith(
+      "20261205-181530-g.json")

@@ -2,7 +2,10 @@
 tiny nets and short runs: they check that each tool runs end to end and
 writes what it says, not the quality of the results (REPRODUCTION.md)."""
 
+import datetime
 import json
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -138,6 +141,42 @@ def test_draws_are_the_estimates_of_successive_seeds(plain_run, mnist_dirs):
   with pytest.raises(ValueError, match="draws=0 is not accepted: expected "
                      "a positive integer"):
     evaluation.evaluate_workdir(str(plain_run), draws=0, **kwargs)
+
+
+def test_each_evaluation_is_kept_and_evaluation_json_is_the_latest(
+    plain_run, mnist_dirs):
+  from adversarial import evaluation
+  manual, data_dir = mnist_dirs
+  kwargs = dict(num_samples=500, num_val=200, num_test=300, reference=False,
+                quality=False, tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  folder = plain_run / evaluation.HISTORY_FOLDER
+  before = set(folder.glob("*.json")) if folder.exists() else set()
+  best = evaluation.evaluate_workdir(str(plain_run), **kwargs)
+  last = evaluation.evaluate_workdir(str(plain_run), checkpoint="last",
+                                     seed=3, **kwargs)
+  again = evaluation.evaluate_workdir(str(plain_run), checkpoint="last",
+                                      seed=3, **kwargs)
+  kept = sorted(set(folder.glob("*.json")) - before)
+  assert len(kept) == 3
+  paths = [pathlib.Path(r["kept_path"]) for r in (best, last, again)]
+  assert sorted(paths) == kept and len(set(paths)) == 3
+  # A record as JSON has it (string keys), without the paths added after.
+  untracked = lambda r: json.loads(json.dumps(
+      {k: v for k, v in r.items()
+       if k not in ("path", "kept_path", "samples_png")}))
+  # The first record survives the two later evaluations whole.
+  assert json.loads(paths[0].read_text()) == untracked(best)
+  assert json.loads(paths[1].read_text()) == untracked(last)
+  assert last["seed"] == 3 and last["mean"] != best["mean"]
+  # evaluation.json is the latest.
+  assert json.loads((plain_run / "evaluation.json").read_text()) == (
+      untracked(again))
+  # Named by the time (UTC) and the checkpoint.
+  stamp = datetime.datetime.fromisoformat(best["time"])
+  assert stamp.utcoffset() == datetime.timedelta(0)
+  assert re.fullmatch(
+      stamp.strftime("%Y%m%d-%H%M%S") + rf"-epoch-{best['epoch']:04d}"
+      r"(-\d+)?\.json", paths[0].name)
 
 
 def test_one_sigma_fixes_it_and_a_grid_is_chosen_from(plain_run,

@@ -329,6 +329,11 @@ def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   assert "Reusing dataset mnist" not in ev.stdout + ev.stderr
   result = json.loads((workdir / "evaluation.json").read_text())
   assert result["num_samples"] == 2000 and result["num_test"] == 2000
+  # Kept under its time and checkpoint as well, with G itself named.
+  kept, = (workdir / "evaluations").glob("*.json")
+  assert kept.name.endswith(f"-epoch-{result['epoch']:04d}-trained.json")
+  assert json.loads(kept.read_text()) == result
+  assert f"(kept as {kept})" in ev.stdout
   assert result["epoch"] == best["epoch"]
   scores = {float(k): v for k, v in result["validation"].items()}
   assert len(scores) == 10 and result["sigma"] == max(scores, key=scores.get)
