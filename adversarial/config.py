@@ -353,15 +353,13 @@ class Config:
         raise ConfigError(
             f"pack={self.pack} is not accepted with {other}: expected "
             f"pack=1, or an unconditional model of images.")
-      # D's minibatches: the batch, or each of the k slices of it.
-      slices = self.k if self.update == "alternating" else 1
-      if self.batch_size % (slices * self.pack):
+      # Each of D's minibatches holds batch_size images (an alternating
+      # step takes k of them: k * batch_size images).
+      if self.batch_size % self.pack:
         raise ConfigError(
             f"pack={self.pack} is not accepted with batch_size="
-            f"{self.batch_size}"
-            f"{f' and k={self.k}' if slices > 1 else ''}: expected a pack "
-            f"size that divides each of D's minibatches "
-            f"(batch_size / k images).")
+            f"{self.batch_size}: expected a pack size that divides the "
+            f"batch size (the images of each of D's minibatches).")
     if (not isinstance(self.clusters, int) or isinstance(self.clusters, bool)
         or self.clusters < 0 or self.clusters == 1):
       raise ConfigError(

@@ -224,6 +224,13 @@ def train(config: Config, workdir: str, verbose="auto",
         f"batch_size={config.batch_size} is not accepted with "
         f"{strategy.num_replicas_in_sync} replicas: expected a multiple of "
         f"the replica count (the global batch is split evenly).")
+  if (config.batch_size // strategy.num_replicas_in_sync) % config.pack:
+    raise ConfigError(
+        f"pack={config.pack} is not accepted with batch_size="
+        f"{config.batch_size} on {strategy.num_replicas_in_sync} replicas: "
+        f"expected a pack size that divides each replica's share of the "
+        f"batch ({config.batch_size // strategy.num_replicas_in_sync} "
+        f"images).")
   with strategy.scope():
     model = build_model(config, image_shape, means, steps, classes)
   chief = is_chief(strategy)

@@ -31,8 +31,9 @@ BAD = [
     (dict(pack=0), r"pack=0.*integer >= 1"),
     (dict(pack=3), "pack=3 is not accepted with batch_size=100: expected a "
      "pack size that divides"),
-    (dict(pack=2, update="alternating", k=4, batch_size=100),
-     "pack=2 is not accepted with batch_size=100 and k=4"),
+    (dict(pack=2, update="alternating", k=4, batch_size=25),
+     "pack=2 is not accepted with batch_size=25: expected a pack size that "
+     "divides the batch size"),
     (dict(pack=2, conditional=True), "pack=2 is not accepted with "
      "conditional=True"),
     (dict(pack=2, masked=True), "pack=2 is not accepted with masked=True"),

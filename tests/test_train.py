@@ -204,6 +204,32 @@ def test_checkpoints_past_epoch_9999_keep_the_newest(tmp_path):
   assert state["epoch"] == 10001 and os.path.exists(state["weights"])
 
 
+def test_a_packing_d_takes_k_minibatches_of_batch_size_each(tmp_path):
+  # An alternating step takes k * batch_size images, k minibatches of
+  # batch_size: a pack that divides batch_size packs every one of them,
+  # whether or not it divides batch_size / k.
+  config = small_config(update="alternating", k=3, pack=2, batch_size=4,
+                        epochs=1)
+  result = run(config, tmp_path / "packed")
+  assert result.model.pack == 2
+  assert result.model.discriminator.input_shape[-1] == 2
+  assert all(np.isfinite(w).all() for w in weights(result.model))
+
+
+class _TwoReplicas:
+  """A strategy's replica count, which the batch checks read first."""
+  num_replicas_in_sync = 2
+
+
+def test_a_pack_must_divide_each_replicas_share_of_the_batch(tmp_path):
+  config = small_config(pack=2, batch_size=6)
+  with pytest.raises(ConfigError, match=r"pack=2 is not accepted with "
+                     r"batch_size=6 on 2 replicas: .*each replica's share "
+                     r"of the batch \(3 images\)"):
+    run(config, tmp_path / "run", strategy=_TwoReplicas())
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
   run(small_config(epochs=1), tmp_path)
   before = (tmp_path / "config.json").read_text()
