@@ -2,8 +2,8 @@ r"""The paper's figures, as PNG files.
 
 Usage:
 
-  python -m adversarial.figures --workdir=runs/paper --out=figures
-      [--checkpoint=best] [--toy_steps=4000] [--tfds_manual_dir=DIR]
+  python -m adversarial.figures --workdir=runs/paper --out=figures \
+      [--checkpoint=best] [--toy_steps=4000] [--tfds_manual_dir=DIR] \
       [--tfds_data_dir=DIR]
 
 writes

@@ -9,6 +9,7 @@ Usage:
 
   # Rerunning the same command resumes from the last checkpoint (after
   # Ctrl-C or a crash alike).
+
   # The conditional model p(x | c) of Section 7 (one sample row per class):
   python -m adversarial.train --dataset=mnist --workdir=/tmp/cgan --conditional
 
