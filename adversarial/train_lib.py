@@ -56,8 +56,32 @@ class TrainResult:
   restarts: int = 0
 
 
+def _check_can_hold_a_run(workdir: str) -> None:
+  """Raises `ConfigError` if `workdir` is not a directory, or is missing and
+  cannot be made: found before any work, not when the first file is
+  written."""
+  if os.path.isdir(workdir):
+    parent, what = workdir, "is not writable"
+  elif os.path.exists(workdir):
+    raise ConfigError(f"workdir={workdir!r} is a file: expected a directory "
+                      f"(a new one, or a run's to resume).")
+  else:
+    # The nearest folder above it that exists is where it would be made.
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while not os.path.exists(parent):
+      parent = os.path.dirname(parent)
+    what = f"cannot be made in {parent!r}"
+    if not os.path.isdir(parent):
+      raise ConfigError(f"workdir={workdir!r} cannot be made: {parent!r} is "
+                        f"a file; expected a directory path.")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"workdir={workdir!r} {what} (no permission to write "
+                      f"there): expected a directory this user can write.")
+
+
 def check_workdir(config: Config, workdir: str) -> None:
-  """Raises `ConfigError` if `workdir` holds a run of another configuration.
+  """Raises `ConfigError` if `workdir` holds a run of another configuration,
+  or cannot hold a run (a file, or a place this user cannot write).
 
   Fields that may change between the calls of one run (`epochs`, the TFDS
   directories) are not compared. The annealing (`anneal_epoch`,
@@ -65,6 +89,7 @@ def check_workdir(config: Config, workdir: str) -> None:
   schedule has started annealing by the epochs done: the run so far is then
   the requested configuration's run.
   """
+  _check_can_hold_a_run(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return
@@ -491,8 +516,10 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
     checkpoint's record.
   """
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"workdir={workdir!r} does not exist: expected "
-                            f"the work directory of a training run.")
+    what = "is not a directory" if os.path.exists(workdir) else (
+        "does not exist")
+    raise FileNotFoundError(f"workdir={workdir!r} {what}: expected the work "
+                            f"directory of a training run.")
   config = load_config(workdir)
   record = resolve_checkpoint(workdir, checkpoint)
   classes = condition_classes(config)

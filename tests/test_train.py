@@ -230,6 +230,26 @@ def test_a_pack_must_divide_each_replicas_share_of_the_batch(tmp_path):
   assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_workdir_that_cannot_hold_a_run_is_refused_before_any_work(
+    tmp_path, monkeypatch):
+  loads = []
+  monkeypatch.setattr(data_lib, "load_array",
+                      lambda *a, **k: loads.append(a) or DATA)
+  afile = tmp_path / "afile"
+  afile.write_text("notes")
+  with pytest.raises(ConfigError, match=r"workdir='.*afile' is a file: "
+                     r"expected a directory"):
+    train_lib.train(small_config(), str(afile), verbose=0)
+  with pytest.raises(ConfigError, match=r"workdir='.*afile/run' cannot be "
+                     r"made: '.*afile' is a file"):
+    train_lib.train(small_config(), str(afile / "run"), verbose=0)
+  assert afile.read_text() == "notes" and not loads
+  # Evaluation says the same of a file it is given as a run.
+  with pytest.raises(FileNotFoundError, match=r"workdir='.*afile' is not a "
+                     r"directory: expected the work directory"):
+    train_lib.restore(str(afile))
+
+
 def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
   run(small_config(epochs=1), tmp_path)
   before = (tmp_path / "config.json").read_text()
