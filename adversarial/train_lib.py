@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Optional, Sequence
+import warnings
 
 from absl import logging
 import keras
@@ -500,6 +502,9 @@ def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
         f"the name of a checkpoint the run keeps"
         + (f" ({', '.join(kept)} in {checkpoint_dir})" if kept else "")
         + " or the path of a .weights.h5 file.")
+  if not checkpoint.endswith(".weights.h5"):
+    raise ValueError(f"checkpoint={checkpoint!r} is not accepted: expected "
+                     f"a .weights.h5 file, as training writes.")
   return {"weights": checkpoint, "epoch": callbacks_lib.epoch_of(checkpoint)}
 
 
@@ -525,8 +530,47 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
   classes = condition_classes(config)
   model = build_model(config, image_shape(config), None, steps=1,
                       num_classes=classes)
-  model.load_weights(record["weights"])
+  load_checkpoint(model, record["weights"], workdir)
   return model, config, record
+
+
+def load_checkpoint(model: GAN, weights: str, workdir: str) -> None:
+  """`model.load_weights(weights)`, with a message that says which file does
+  not fit which run where Keras lists every object it could not load."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+      model.load_weights(weights)
+    except OSError as e:  # h5py: not an HDF5 file, or one cut short.
+      raise ValueError(
+          f"checkpoint={weights!r} cannot be read ({_load_failure(e)}): "
+          f"expected a whole .weights.h5 file, as training writes.") from None
+    except ValueError as e:
+      raise ValueError(
+          f"checkpoint={weights!r} does not fit the run in workdir="
+          f"{workdir!r} ({_load_failure(e)}): expected a checkpoint written "
+          f"by a run of the same networks (the run's config.json).") from None
+  # Keras's warnings of a file that loaded (none for a matching one).
+  for w in caught:
+    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _load_failure(error: Exception) -> str:
+  """The reason in Keras's message for a weights file that did not load:
+  the first variable whose shape differs, or its example error, or the
+  message's first line."""
+  text = str(error).strip()
+  shapes = re.search(r"variable\.shape=(\(.*?\)), Received: "
+                     r"value\.shape=(\(.*?\))", text)
+  if shapes:
+    path = re.search(r"Target variable: <Variable path=([^,]+)", text)
+    return (f"its {path.group(1) if path else 'variable'} has shape "
+            f"{shapes.group(2)} where the run's has {shapes.group(1)}")
+  example = re.search(r"Example error message for object <([^>]*)>:\s*"
+                      r"(.+)", text)
+  if example:
+    return f"{example.group(1)}: {example.group(2).strip().rstrip('.')}"
+  return text.splitlines()[0] if text else type(error).__name__
 
 
 def condition_classes(config: Config) -> int:

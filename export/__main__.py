@@ -35,7 +35,7 @@ def main(argv):
     path = export.export_generator(
         _WORKDIR.value, _EXPORT_DIR.value, checkpoint=_CHECKPOINT.value,
         version=_VERSION.value, model_name=_MODEL_NAME.value)
-  except (FileNotFoundError, export.ExportError) as e:
+  except (FileNotFoundError, ValueError, export.ExportError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"exported the generator to {path}")
 

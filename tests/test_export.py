@@ -194,3 +194,16 @@ def test_export_command_line(run_dir, tmp_path):
                                 "--version=1"], timeout=180)
   assert again.returncode != 0
   assert "version 1 already exists" in again.stderr
+  # A checkpoint of other nets: the message, no traceback, no new version.
+  other = tmp_path / "other"
+  train_lib.train(small_config(epochs=1, g_hidden=(12,)), str(other),
+                  verbose=0, train_data=random_images(48))
+  foreign = run_module(
+      "export", [f"--workdir={run_dir}", f"--export_dir={base}",
+                 f"--checkpoint={other}/checkpoints/epoch-0001.weights.h5"],
+      timeout=180)
+  assert foreign.returncode == 1
+  assert "error: checkpoint=" in foreign.stderr
+  assert "does not fit the run" in foreign.stderr
+  assert "Traceback" not in foreign.stderr
+  assert _listing(base) == ["1"]

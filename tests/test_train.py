@@ -310,6 +310,33 @@ def test_restore_errors_name_what_is_missing(tmp_path):
     train_lib.restore(str(tmp_path), "x.weights.h5")
 
 
+def test_a_checkpoint_that_does_not_fit_the_run_is_named(tmp_path):
+  run(small_config(epochs=1), tmp_path / "a")
+  run(small_config(epochs=1, g_hidden=(12,)), tmp_path / "b")
+  other = callbacks_lib.weights_path(str(tmp_path / "b" / "checkpoints"), 1)
+  # Nets of other sizes: the first variable that differs, not Keras's list
+  # of every object it could not load.
+  with pytest.raises(ValueError, match=r"checkpoint='.*epoch-0001.weights"
+                     r".h5' does not fit the run in workdir='.*a' \(its \S+ "
+                     r"has shape \((12, 16|8, 12|12, 784|12)\) where the run's "
+                     r"has \((16, 16|8, 16|16, 784|16)\)\): expected a "
+                     r"checkpoint written by a run of the same networks") as e:
+    train_lib.restore(str(tmp_path / "a"), other)
+  assert "List of objects" not in str(e.value)
+  own = callbacks_lib.weights_path(str(tmp_path / "a" / "checkpoints"), 1)
+  cut = tmp_path / "cut.weights.h5"
+  cut.write_bytes(pathlib.Path(own).read_bytes()[:500])
+  with pytest.raises(ValueError, match=r"checkpoint='.*cut.weights.h5' "
+                     r"cannot be read \(.+\): expected a whole .weights.h5 "
+                     r"file"):
+    train_lib.restore(str(tmp_path / "a"), str(cut))
+  renamed = tmp_path / "a.h5"
+  shutil.copy(own, renamed)
+  with pytest.raises(ValueError, match=r"checkpoint='.*a.h5' is not "
+                     r"accepted: expected a .weights.h5 file"):
+    train_lib.restore(str(tmp_path / "a"), str(renamed))
+
+
 def test_a_checkpoint_named_by_path_keeps_its_epoch(tmp_path):
   run(small_config(epochs=1), tmp_path)
   own = callbacks_lib.weights_path(str(tmp_path / "checkpoints"), 1)
