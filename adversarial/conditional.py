@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from adversarial.gan import GAN
+from adversarial.gan import GAN, check_sampling
 
 
 @keras.saving.register_keras_serializable(package="adversarial")
@@ -121,6 +121,7 @@ class ConditionalGAN(GAN):
     Returns:
       float32 array [num_samples, H, W, C] in G's output range.
     """
+    check_sampling(num_samples, seed, batch_size)
     if labels is None:
       labels = self.default_labels(num_samples)
     labels = np.asarray(labels, np.int64).reshape(-1)

@@ -81,6 +81,23 @@ def sample_label_rows(seeds, shares) -> tf.Tensor:
   return tf.searchsorted(bounds, u, side="right", out_type=tf.int64)
 
 
+def _is_integer(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_sampling(num_samples, seed, batch_size) -> None:
+  """Raises ValueError unless `num_samples` and `batch_size` are positive
+  integers and `seed` an integer (a seed of z, as `GAN.generate` takes)."""
+  for name, value in (("num_samples", num_samples),
+                      ("batch_size", batch_size)):
+    if not _is_integer(value) or value < 1:
+      raise ValueError(f"{name}={value!r} is not accepted: expected a "
+                       f"positive integer.")
+  if not _is_integer(seed) or not -2**63 <= seed < 2**63:
+    raise ValueError(f"seed={seed!r} is not accepted: expected an integer "
+                     f"(64-bit).")
+
+
 def check_batch_multiple(images, multiple: int, message: str) -> tf.Tensor:
   """`images`, checked to hold a batch that is a multiple of `multiple`.
 
@@ -433,6 +450,7 @@ class GAN(keras.Model):
     Returns:
       float32 array [num_samples, H, W, C] in G's output range.
     """
+    check_sampling(num_samples, seed, batch_size)
     net = self.pick_generator(average)
     z = self.noise_for_seed(num_samples, seed)
     out = [net(z[i:i + batch_size], training=False)

@@ -32,7 +32,7 @@ import tensorflow as tf
 from adversarial import quality
 from adversarial import rng
 from adversarial.config import MASK_KINDS
-from adversarial.gan import GAN
+from adversarial.gan import GAN, check_sampling
 
 # The masks of the completion demo and its measurement.
 DEMO_MASKS = ("bottom_half", "right_half", "block")
@@ -232,6 +232,7 @@ class MaskedGAN(GAN):
       raise ValueError(f"masks of shape {masks.shape} are not accepted: "
                        f"expected {images.shape[:3] + (1,)}, one [H, W, 1] "
                        f"mask per image.")
+    check_sampling(len(images), seed, batch_size)  # images as num_samples
     net = self.pick_generator(average)
     z = self.noise_for_seed(len(images), seed)
     out = [self.fill(net, z[i:i + batch_size], images[i:i + batch_size],
@@ -244,6 +245,7 @@ class MaskedGAN(GAN):
                ) -> np.ndarray:
     """Samples with nothing visible: the conditional for S = every pixel,
     which the model learns when 'all' is among its mask kinds."""
+    check_sampling(num_samples, seed, batch_size)
     blank = np.zeros((num_samples,) + self.image_shape, np.float32)
     masks = np.ones((num_samples,) + self.image_shape[:2] + (1,), np.float32)
     return self.complete(blank, masks, seed, batch_size, average)

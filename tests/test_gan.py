@@ -301,6 +301,38 @@ def test_prior_draws():
   assert not np.array_equal(gan.generate(5, seed=3), gan.generate(5, seed=4))
 
 
+@pytest.mark.parametrize("kind", ["plain", "conditional", "masked"])
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_samples=0), r"num_samples=0 is not accepted: expected a "
+     r"positive integer"),
+    (dict(num_samples=-3), r"num_samples=-3 is not accepted"),
+    (dict(num_samples=2.5), r"num_samples=2.5 is not accepted"),
+    (dict(num_samples=3, batch_size=0), r"batch_size=0 is not accepted: "
+     r"expected a positive integer"),
+    (dict(num_samples=3, seed=1.5), r"seed=1.5 is not accepted: expected "
+     r"an integer"),
+    (dict(num_samples=3, seed=2**64), r"seed=18446744073709551616 is not "
+     r"accepted"),
+])
+def test_bad_sampling_arguments_are_named(kind, kwargs, message):
+  # Before TensorFlow or NumPy sees them (their messages name neither).
+  config = small_config(conditional=kind == "conditional",
+                        masked=kind == "masked")
+  model = train_lib.build_model(config, SHAPE, None, steps=1,
+                                num_classes=10 if kind == "conditional"
+                                else 0)
+  with pytest.raises(ValueError, match=message):
+    model.generate(**kwargs)
+  if kind == "masked" and kwargs.get("num_samples") == 3:
+    with pytest.raises(ValueError, match=message):
+      model.complete(np.zeros((3,) + SHAPE, np.float32),
+                     np.ones((3,) + SHAPE, np.float32),
+                     **{k: v for k, v in kwargs.items()
+                        if k != "num_samples"})
+  assert model.generate(np.int64(2), seed=np.int64(5), batch_size=1
+                        ).shape == (2,) + SHAPE
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(prior="cauchy"), "prior='cauchy'"),
     (dict(update="both"), "update='both'"),
