@@ -98,6 +98,47 @@ def check_sampling(num_samples, seed, batch_size) -> None:
                      f"(64-bit).")
 
 
+def _declared_shape(tensors) -> Optional[tuple]:
+  """The shape, less the batch axis, of the first of a model's declared
+  inputs or outputs; None where the model declares none."""
+  try:
+    first = tensors[0] if isinstance(tensors, (list, tuple)) else tensors
+    return tuple(first.shape[1:])
+  except (AttributeError, IndexError, TypeError):
+    return None
+
+
+def _declared(model, which: str) -> Optional[tuple]:
+  try:
+    return _declared_shape(getattr(model, which))
+  except (AttributeError, ValueError):
+    # A subclassed or unbuilt model declares no shapes until it is called.
+    return None
+
+
+def check_nets_fit(generator, discriminator, pack: int = 1) -> None:
+  """Raises ValueError where D cannot take G's images (in packs of `pack`)
+  or gives other than one logit per input, as far as the nets' declared
+  shapes tell: functional and sequential models declare them, subclassed
+  models are checked when they first run. A net with several inputs (a
+  condition beside the image) takes the image first."""
+  image = _declared(generator, "outputs")
+  d_in = _declared(discriminator, "inputs")
+  d_out = _declared(discriminator, "outputs")
+  if image and d_in and None not in image + d_in:
+    judged = image[:-1] + (image[-1] * pack,)
+    if judged != d_in:
+      packs = f" in packs of {pack} ({list(judged)})" if pack > 1 else ""
+      raise ValueError(
+          f"the generator's images, {list(image)}{packs}, do not fit the "
+          f"discriminator's input, {list(d_in)}: expected a discriminator "
+          f"that takes the generator's images.")
+  if d_out is not None and d_out != (1,):
+    raise ValueError(
+        f"the discriminator's output, {list(d_out)} per input, is not "
+        f"accepted: expected one logit per input ([batch_size, 1]).")
+
+
 def check_batch_multiple(images, multiple: int, message: str) -> tf.Tensor:
   """`images`, checked to hold a batch that is a multiple of `multiple`.
 
@@ -212,6 +253,7 @@ class GAN(keras.Model):
       raise ValueError(f"k={k} is not accepted with update='simultaneous': "
                        f"the simultaneous update makes one step of each net; "
                        f"use update='alternating' for k > 1.")
+    check_nets_fit(generator, discriminator, pack)
     self.generator = generator
     self.discriminator = discriminator
     if latent_dim is None:
@@ -273,6 +315,14 @@ class GAN(keras.Model):
     optimiser is wrapped in a `LossScaleOptimizer` unless it is one already,
     so a compile of the user's own keeps the loss scaling.
     """
+    for name, net in (("generator", self.generator),
+                      ("discriminator", self.discriminator)):
+      if not net.weights:
+        raise ValueError(
+            f"the {name} has no weights yet: expected a built net (a "
+            f"subclassed model makes its weights when first called, so call "
+            f"it once on a batch of its inputs before compile), since each "
+            f"optimiser is built here on its net's weights.")
     kwargs.setdefault("optimizer", None)
     super().compile(**kwargs)
     self.d_optimizer = self._with_loss_scaling(

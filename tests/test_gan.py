@@ -8,6 +8,7 @@ import tensorflow as tf
 from adversarial import config as config_lib
 from adversarial import gan as gan_lib
 from adversarial import losses
+from adversarial import networks
 from adversarial import rng
 from adversarial import train_lib
 
@@ -299,6 +300,50 @@ def test_prior_draws():
   np.testing.assert_array_equal(gan.generate(5, seed=3),
                                 gan.generate(5, seed=3))
   assert not np.array_equal(gan.generate(5, seed=3), gan.generate(5, seed=4))
+
+
+def test_nets_that_do_not_fit_each_other_are_named():
+  gan = make_gan()
+  g = gan.generator
+  other_d = networks.build_networks(
+      small_config(), (32, 32, 3))[1]
+  with pytest.raises(ValueError, match=r"the generator's images, \[28, 28, "
+                     r"1\], do not fit the discriminator's input, \[32, 32, "
+                     r"3\]: expected a discriminator that takes"):
+    gan_lib.GAN(g, other_d)
+  packed_d = networks.build_networks(small_config(pack=2), SHAPE)[1]
+  with pytest.raises(ValueError, match=r"in packs of 3 \(\[28, 28, 3\]\), "
+                     r"do not fit the discriminator's input, \[28, 28, 2\]"):
+    gan_lib.GAN(g, packed_d, pack=3)
+  assert gan_lib.GAN(g, packed_d, pack=2).pack == 2
+  image = keras.Input(SHAPE)
+  two = keras.Model(image, keras.layers.Dense(2)(
+      keras.layers.Flatten()(image)))
+  with pytest.raises(ValueError, match=r"the discriminator's output, \[2\] "
+                     r"per input, is not accepted: expected one logit"):
+    gan_lib.GAN(g, two)
+
+  # Subclassed nets declare no shapes: they are taken as they are.
+  class Judge(keras.Model):
+    def __init__(self):
+      super().__init__()
+      self.flat = keras.layers.Flatten()
+      self.out = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+      return self.out(self.flat(x))
+
+  judge = Judge()
+  judged = gan_lib.GAN(g, judge)
+  # Its weights are made by its first call, which compile needs first.
+  with pytest.raises(ValueError, match=r"the discriminator has no weights "
+                     r"yet: expected a built net"):
+    judged.compile(jit_compile=False)
+  judge(np.zeros((1,) + SHAPE, np.float32))
+  judged.compile(jit_compile=False)
+  logs = judged.train_on_batch(np.random.default_rng(0).random(
+      (8,) + SHAPE, np.float32), return_dict=True)
+  assert np.isfinite(logs["d_loss"])
 
 
 @pytest.mark.parametrize("kind", ["plain", "conditional", "masked"])
