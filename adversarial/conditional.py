@@ -48,6 +48,15 @@ class ConditionalGAN(GAN):
       raise ValueError(f"num_classes={num_classes!r} is not accepted: "
                        f"expected an integer >= 2.")
     super().__init__(generator, discriminator, **kwargs)
+    for name, net in (("generator", generator),
+                      ("discriminator", discriminator)):
+      inputs = getattr(net, "inputs", None) or ()
+      width = inputs[1].shape[-1] if len(inputs) > 1 else None
+      if width is not None and width != num_classes:
+        raise ValueError(
+            f"num_classes={num_classes} is not accepted: the {name}'s "
+            f"condition input takes {width} values; expected the number of "
+            f"classes it was built for, {width}.")
     self.num_classes = num_classes
 
   def get_config(self):
@@ -65,8 +74,27 @@ class ConditionalGAN(GAN):
     return data[0], data[1]
 
   def one_hot(self, labels) -> tf.Tensor:
+    """[batch] integer labels in [0, num_classes) -> [batch, num_classes].
+
+    Labels given one-hot, or as anything but one integer per image, are
+    refused where their shape is known; labels out of range by an assert
+    that runs before any weight moves (XLA drops asserts: a compiled step
+    would take such a label as no class at all).
+    """
+    labels = tf.convert_to_tensor(labels)
+    shape = labels.shape
+    if (not labels.dtype.is_integer or shape.rank not in (None, 1, 2) or
+        (shape.rank == 2 and shape[-1] not in (None, 1))):
+      raise ValueError(
+          f"labels of dtype {labels.dtype.name} and shape {shape} are not "
+          f"accepted: expected integer labels in [0, {self.num_classes}), "
+          f"one per image ([batch] or [batch, 1]), not one-hot vectors.")
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-    return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
+    check = tf.debugging.assert_less(
+        tf.cast(labels, tf.uint32), tf.cast(self.num_classes, tf.uint32),
+        message=f"labels must be in [0, {self.num_classes})")
+    with tf.control_dependencies([check]):
+      return tf.one_hot(labels, self.num_classes, dtype=tf.float32)
 
   def _condition(self, images, source):
     del images

@@ -64,6 +64,34 @@ def test_train_step_uses_the_batch_labels(update, k):
     model.train_on_batch(x)
 
 
+def test_training_labels_are_checked_before_any_weight_moves():
+  model = make()  # small_config: no XLA, so the range assert runs
+  x, y = batch(8)
+  before = [np.array(w) for w in model.weights]
+  with pytest.raises(ValueError, match=r"labels of dtype float32 and shape "
+                     r"\(8, 10\) are not accepted: expected integer labels "
+                     r"in \[0, 10\), one per image .* not one-hot"):
+    model.train_on_batch(x, np.eye(10, dtype=np.float32)[y])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"labels must be in \[0, 10\)"):
+    model.train_on_batch(x, np.where(np.arange(8) == 3, 10, y))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"labels must be in \[0, 10\)"):
+    model.train_on_batch(x, np.where(np.arange(8) == 3, -1, y))
+  for a, b in zip(before, model.weights):
+    np.testing.assert_array_equal(a, np.array(b))
+  # [batch, 1] labels, as some datasets give them, are one per image.
+  logs = model.train_on_batch(x, y[:, None], return_dict=True)
+  assert np.isfinite(logs["d_loss"])
+
+
+def test_num_classes_must_match_the_nets_condition_input():
+  model = make()
+  with pytest.raises(ValueError, match=r"num_classes=7 is not accepted: the "
+                     r"generator's condition input takes 10 values"):
+    ConditionalGAN(model.generator, model.discriminator, num_classes=7)
+
+
 def test_default_labels_give_one_row_per_class_and_bad_labels_are_named():
   model = make()
   np.testing.assert_array_equal(model.default_labels(100).reshape(10, 10),
