@@ -61,6 +61,24 @@ def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
   return values
 
 
+def _points(name: str, values, dtype) -> np.ndarray:
+  """`values` as [n, d] of `dtype`, refused where there are none or any is
+  not finite (a NaN would make every estimate NaN)."""
+  values = np.asarray(values, dtype)
+  if values.ndim < 2 or not len(values) or not values[0].size:
+    raise ValueError(f"{name} of shape {values.shape} are not accepted: "
+                     f"expected [n, ...] with n >= 1 points of at least one "
+                     f"value.")
+  values = values.reshape(len(values), -1)
+  if not np.isfinite(values).all():
+    bad = int(np.argmin(np.isfinite(values).all(axis=1)))
+    raise ValueError(f"{name} hold values that are not finite (the first "
+                     f"in row {bad}): expected finite numbers, e.g. a "
+                     f"generator's outputs from weights that have not "
+                     f"diverged.")
+  return values
+
+
 def parzen_log_likelihoods(x: np.ndarray, samples: np.ndarray,
                            sigmas: Sequence[float],
                            chunk_size: int = 500,
@@ -79,8 +97,7 @@ def parzen_log_likelihoods(x: np.ndarray, samples: np.ndarray,
   Returns:
     float64 [len(sigmas), n], in nats.
   """
-  x = np.asarray(x, dtype).reshape(len(x), -1)
-  mu = np.asarray(samples, dtype).reshape(len(samples), -1)
+  x, mu = _points("points", x, dtype), _points("samples", samples, dtype)
   if x.shape[1] != mu.shape[1]:
     raise ValueError(f"points of dimension {x.shape[1]} and samples of "
                      f"dimension {mu.shape[1]}: expected the same dimension.")
@@ -245,7 +262,8 @@ def validation_monitor_score(model, validation: np.ndarray,
                              average: Optional[bool] = None,
                              labels: Optional[np.ndarray] = None
                              ) -> tuple[float, float]:
-  """The per-epoch validation score: (best mean log-likelihood, its sigma).
+  """The per-epoch validation score: (best mean log-likelihood, its sigma),
+  both NaN where a sample is not finite.
 
   `average` picks the generator as `GAN.generate` does; `labels`, when
   given, are a conditional model's labels of the samples."""
@@ -253,6 +271,9 @@ def validation_monitor_score(model, validation: np.ndarray,
   samples = flatten_unit(
       model.generate(num_samples, seed=seed, average=average, **extra),
       output_activation)
+  if not np.isfinite(samples).all():
+    # Scored as no score: the epoch is logged and never kept as the best.
+    return float("nan"), float("nan")
   sigma, table = select_sigma(validation, samples, sigmas, dtype=np.float32)
   return table[sigma], sigma
 

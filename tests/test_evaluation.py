@@ -100,6 +100,33 @@ def test_bad_input_is_named():
                        "expected one or more positive, finite"):
       evaluation.parzen_log_likelihoods(np.zeros((2, 3)), np.zeros((2, 3)),
                                         sigmas)
+  # No points, or one point given without its batch axis.
+  for points, shape in ((np.zeros((0, 3)), r"\(0, 3\)"),
+                        (np.zeros(3), r"\(3,\)")):
+    with pytest.raises(ValueError, match=rf"points of shape {shape} are not "
+                       r"accepted: expected \[n, \.\.\.\] with n >= 1"):
+      evaluation.parzen_log_likelihoods(points, np.zeros((2, 3)), [0.1])
+  with pytest.raises(ValueError, match=r"samples of shape \(0, 3\)"):
+    evaluation.parzen_estimate(np.zeros((0, 3)), np.zeros((2, 3)),
+                               np.zeros((2, 3)))
+  # A NaN sample would make every estimate NaN.
+  samples = np.zeros((4, 3))
+  samples[2, 1] = np.nan
+  with pytest.raises(ValueError, match=r"samples hold values that are not "
+                     r"finite \(the first in row 2\): expected finite"):
+    evaluation.parzen_estimate(samples, np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_the_monitor_gives_no_score_to_samples_that_are_not_finite():
+  class Broken:
+    def generate(self, n, seed=0, average=None):
+      out = np.full((n, 2, 2, 1), 0.5, np.float32)
+      out[1, 0, 0, 0] = np.nan
+      return out
+
+  score, sigma = evaluation.validation_monitor_score(
+      Broken(), np.zeros((3, 4)), num_samples=5, seed=0)
+  assert math.isnan(score) and math.isnan(sigma)
 
 
 def test_per_label_scores_split_the_mean_and_find_the_missing_mode():
