@@ -26,10 +26,14 @@ def grid(images: np.ndarray, rows: Optional[int] = None,
     uint8 [rows * (H + pad) + pad, cols * (W + pad) + pad, C].
   """
   images = np.asarray(images, np.float32)
-  if images.ndim != 4:
+  if images.ndim != 4 or not len(images):
     raise ValueError(f"images of shape {images.shape} are not accepted: "
-                     f"expected [N, H, W, C].")
+                     f"expected [N, H, W, C] with N >= 1.")
   n, h, w, c = images.shape
+  if rows is not None and not (isinstance(rows, (int, np.integer))
+                               and rows >= 1):
+    raise ValueError(f"rows={rows!r} is not accepted: expected a positive "
+                     f"integer, or None for about sqrt(N).")
   rows = rows or max(1, int(np.floor(np.sqrt(n))))
   cols = int(np.ceil(n / rows))
   out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c),

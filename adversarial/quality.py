@@ -156,6 +156,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray,
   the weighted rows, as if each row appeared in proportion to its weight.
   """
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  for name, x in (("a", a), ("b", b)):
+    if x.ndim != 2 or len(x) < 2 or not np.isfinite(x).all():
+      raise ValueError(
+          f"{name} of shape {x.shape} is not accepted: expected finite "
+          f"features [n, d] of n >= 2 rows (a covariance needs two).")
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"features of {a.shape[1]} and {b.shape[1]} "
+                     f"dimensions: expected a and b of the same dimension.")
   if weights_a is not None:
     weights_a = np.asarray(weights_a, np.float64)
     if weights_a.shape != (len(a),) or not (weights_a >= 0).all() or not (

@@ -17,6 +17,26 @@ def test_frechet_distance_of_gaussians():
   assert quality.frechet_distance(a, wide) == pytest.approx(3.0, rel=0.05)
 
 
+def test_frechet_distance_names_features_it_cannot_fit():
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(size=(50, 4)), rng.normal(size=(60, 4))
+  nan = a.copy()
+  nan[3, 2] = np.nan
+  for bad, name, shape in ((a[:1], "a", r"\(1, 4\)"),
+                           (a[:0], "a", r"\(0, 4\)"),
+                           (a[:, 0], "a", r"\(50,\)"),
+                           (nan, "a", r"\(50, 4\)")):
+    with pytest.raises(ValueError, match=rf"{name} of shape {shape} is not "
+                       r"accepted: expected finite features \[n, d\] of "
+                       r"n >= 2 rows"):
+      quality.frechet_distance(bad, b)
+  with pytest.raises(ValueError, match=r"b of shape \(1, 4\)"):
+    quality.frechet_distance(a, b[:1])
+  with pytest.raises(ValueError, match=r"features of 4 and 3 dimensions: "
+                     r"expected a and b of the same dimension"):
+    quality.frechet_distance(a, b[:, :3])
+
+
 def test_weighted_frechet_distance_sets_the_mix_right():
   rng = np.random.default_rng(2)
   shift = np.array([6.0, 0.0])
