@@ -150,7 +150,17 @@ def load_array(config: Config, split: str) -> ArrayData:
   'train[:10%]+test', ...), counted in the order `config.split_order`
   names: for MNIST by default the original files' order, so that
   'train[:50000]' is the paper's first 50,000 training images. Decoded
-  once, then read from `_ArrayCache`."""
+  once, then read from `_ArrayCache`. A split that holds no examples
+  ('test[:0]') raises ConfigError."""
+  data = _load_array(config, split)
+  if not len(data):
+    raise ConfigError(
+        f"split={split!r} of dataset {config.dataset!r} holds no examples: "
+        f"expected a split, or a slice of one, with at least one.")
+  return data
+
+
+def _load_array(config: Config, split: str) -> ArrayData:
   if config.dataset in TOY_DATASETS:
     return toy_gaussian(config, split)
   builder = prepare(config)

@@ -280,6 +280,12 @@ def train(config: Config, workdir: str, verbose="auto",
       prior = found = data_lib.cluster_prior(config, train_data)
     train_data = dataclasses.replace(
         train_data, labels=prior.assign(train_data.images))
+  # The monitor's images, read before anything is written: a split that
+  # cannot be read stops the start with the directory as it was.
+  validation = None
+  if (chief and config.monitor_samples and config.monitor_val_examples and
+      config.val_split and len(image_shape) == 3):
+    validation = data_lib.load_array(config, config.val_split)
   # Written after the checks and the restore: a failed start leaves the
   # directory as it was.
   if chief:
@@ -311,9 +317,7 @@ def train(config: Config, workdir: str, verbose="auto",
     run_callbacks.extend(callbacks)
     return _fit(model, config, train_data, initial_epoch, steps,
                 run_callbacks, verbose, checkpoint_dir, chief)
-  if (config.monitor_samples and config.monitor_val_examples and
-      config.val_split and len(image_shape) == 3):
-    validation = data_lib.load_array(config, config.val_split)
+  if validation is not None:
     run_callbacks.append(callbacks_lib.ParzenMonitor(
         evaluation.flatten_unit(
             data_lib.to_model_range(

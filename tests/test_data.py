@@ -1,5 +1,6 @@
 import gzip
 import os
+import re
 import shutil
 
 import numpy as np
@@ -109,6 +110,24 @@ def test_real_mnist_offline_with_the_papers_split(mnist_dirs):
   assert set(np.unique(train.labels)) == set(range(10))
   # Real digits: dark background, about 13% ink on average.
   assert 0.12 < train.images.mean() / 255 < 0.14
+
+
+@pytest.mark.parametrize("order", ["auto", "stored"])
+def test_splits_that_cannot_be_read_are_named(mnist_dirs, order):
+  manual, data_dir = mnist_dirs
+  config = small_config(tfds_manual_dir=manual, tfds_data_dir=data_dir,
+                        split_order=order)
+  empty = (r"holds no examples: expected a split, or a slice of one, with "
+           r"at least one" if order == "auto" else r"corresponds to no data")
+  for split, message in (
+      ("test[:0]", empty),
+      ("train[5:5]", empty if order == "auto" else r"corresponds to no data"),
+      ("train[50000:70000]", r"Requested slice \[50000:70000\] "
+       r"incompatible with 60000 examples"),
+      ("validation", r"Unknown split 'validation'")):
+    with pytest.raises(ConfigError, match=rf"split='{re.escape(split)}' of "
+                       rf"dataset 'mnist' (is not accepted: .*)?{message}"):
+      data_lib.load_array(config, split)
 
 
 def _original_file(manual, name, offset, shape):

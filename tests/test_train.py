@@ -250,6 +250,21 @@ def test_a_workdir_that_cannot_hold_a_run_is_refused_before_any_work(
     train_lib.restore(str(afile))
 
 
+def test_a_validation_split_that_cannot_be_read_writes_nothing(
+    tmp_path, mnist_dirs):
+  manual, data_dir = mnist_dirs
+  config = small_config(monitor_samples=50, val_split="test[:0]",
+                        tfds_manual_dir=manual, tfds_data_dir=data_dir)
+  with pytest.raises(ConfigError, match=r"split='test\[:0\]' .* holds no "
+                     r"examples"):
+    run(config, tmp_path / "run")
+  # Nothing written, so the corrected command starts the run.
+  assert not (tmp_path / "run").exists()
+  fixed = run(config.override(val_split="test[:100]"), tmp_path / "run")
+  assert fixed.epochs_done == 2
+  assert callbacks_lib.read_best(str(tmp_path / "run" / "checkpoints"))
+
+
 def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
   run(small_config(epochs=1), tmp_path)
   before = (tmp_path / "config.json").read_text()
