@@ -98,21 +98,15 @@ def check_sampling(num_samples, seed, batch_size) -> None:
                      f"(64-bit).")
 
 
-def _declared_shape(tensors) -> Optional[tuple]:
+def _declared(model, which: str) -> Optional[tuple]:
   """The shape, less the batch axis, of the first of a model's declared
-  inputs or outputs; None where the model declares none."""
+  `inputs` or `outputs` (`which`); None where the model declares none, as a
+  subclassed or unbuilt one does until it is called."""
   try:
+    tensors = getattr(model, which)
     first = tensors[0] if isinstance(tensors, (list, tuple)) else tensors
     return tuple(first.shape[1:])
-  except (AttributeError, IndexError, TypeError):
-    return None
-
-
-def _declared(model, which: str) -> Optional[tuple]:
-  try:
-    return _declared_shape(getattr(model, which))
-  except (AttributeError, ValueError):
-    # A subclassed or unbuilt model declares no shapes until it is called.
+  except (AttributeError, IndexError, TypeError, ValueError):
     return None
 
 
