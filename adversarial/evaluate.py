@@ -75,6 +75,7 @@ def main(argv):
   sigmas = (evaluation.PAPER_SIGMAS if _SIGMAS.value is None
             else cli.parse_numbers("sigmas", _SIGMAS.value))
   try:
+    _check_generator_flag(_WORKDIR.value, _GENERATOR.value)
     result = evaluation.evaluate_workdir(
         _WORKDIR.value, checkpoint=_CHECKPOINT.value,
         num_samples=_SAMPLES.value, num_val=_VAL.value,
@@ -140,6 +141,19 @@ def main(argv):
   print(f"written to {result['path']} (kept as {result['kept_path']})")
   if result.get("samples_png"):
     print(f"samples: {result['samples_png']}")
+
+
+def _check_generator_flag(workdir: str, generator: str) -> None:
+  """Raises ValueError for --generator=average on a run that keeps no
+  weight average, in the flag's words rather than the API's."""
+  import os
+  from adversarial import train_lib
+  if generator == "average" and os.path.isdir(workdir):
+    if not train_lib.load_config(workdir).ema_decay:
+      raise ValueError(
+          "--generator=average is not accepted: the run keeps no weight "
+          "average of G (ema_decay=0); expected --generator=trained or "
+          "--generator=default, which score G itself.")
 
 
 def _number(value) -> str:

@@ -106,6 +106,18 @@ def test_conditional_run_is_scored_by_requested_class(tmp_path, mnist_dirs):
                   rows=10))
 
 
+def test_the_average_asked_of_a_run_without_one_is_named_by_its_flag(
+    plain_run, mnist_dirs):
+  proc = run_module("adversarial.evaluate", [f"--workdir={plain_run}",
+                                             "--generator=average"],
+                    mnist_dirs)
+  assert proc.returncode == 1
+  assert ("error: --generator=average is not accepted: the run keeps no "
+          "weight average of G (ema_decay=0); expected --generator=trained "
+          "or --generator=default") in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
 def test_class_shares_other_than_uniform_need_a_conditional_run(plain_run):
   from adversarial import evaluation
   with pytest.raises(ValueError, match="class_shares='train' is for "
