@@ -32,22 +32,55 @@ class TrainingDivergedError(RuntimeError):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class RunRecordError(ValueError):
+  """A record of a work directory (`state.json`, `best.json`,
+  `restarts.json`) or the checkpoint it names cannot be read: the directory
+  was damaged after training wrote it, since training replaces each file
+  whole."""
+
+
 def read_state(checkpoint_dir: str) -> Optional[dict]:
   """The last complete checkpoint's record, or None when there is none.
 
   Returns:
     {'epoch': epochs completed, 'weights': path of the weights file, ...}.
+
+  Raises:
+    RunRecordError: the record is not one training writes.
   """
-  return _read_record(checkpoint_dir, STATE_FILE)
+  return _read_record(checkpoint_dir, STATE_FILE, ("epoch", "weights"))
 
 
-def _read_record(checkpoint_dir: str, name: str) -> Optional[dict]:
+def _read_record(checkpoint_dir: str, name: str,
+                 fields: tuple) -> Optional[dict]:
+  record = _read_json(checkpoint_dir, name, fields)
+  if record is not None:
+    record["weights"] = os.path.join(checkpoint_dir, record["weights"])
+  return record
+
+
+def _read_json(checkpoint_dir: str, name: str,
+               fields: tuple) -> Optional[dict]:
+  """The JSON object in `checkpoint_dir/name`, which must hold `fields`;
+  None when there is no such file."""
   path = os.path.join(checkpoint_dir, name)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    record = json.load(f)
-  record["weights"] = os.path.join(checkpoint_dir, record["weights"])
+  try:
+    with open(path) as f:
+      record = json.load(f)
+    missing = ([k for k in fields if k not in record]
+               if isinstance(record, dict) else None)
+    why = ("it holds no JSON object" if missing is None else
+           f"it has no {', '.join(repr(k) for k in missing)}"
+           if missing else None)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    why = str(e) or type(e).__name__
+  if why:
+    raise RunRecordError(
+        f"{path} cannot be read ({why}): expected the JSON object training "
+        f"writes there, with {', '.join(repr(k) for k in fields)}. Restore "
+        f"the file, or train in a new work directory.")
   return record
 
 
@@ -242,11 +275,8 @@ def read_restarts(checkpoint_dir: str) -> list:
   collapsed epoch, 'd_fake': its mean D(G(z)), 'back_to': the epoch gone
   back to (0: the start), 'val_parzen': the best checkpoint's score when
   that was where it went}, ...]."""
-  path = os.path.join(checkpoint_dir, RESTARTS_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return json.load(f)["restarts"]
+  record = _read_json(checkpoint_dir, RESTARTS_FILE, ("restarts",))
+  return [] if record is None else record["restarts"]
 
 
 def write_restarts(checkpoint_dir: str, restarts: list) -> None:
@@ -363,5 +393,10 @@ class ParzenMonitor(keras.callbacks.Callback):
 
 def read_best(checkpoint_dir: str) -> Optional[dict]:
   """The best checkpoint's record ({'epoch', 'val_parzen', 'val_sigma',
-  'weights'}), or None."""
-  return _read_record(checkpoint_dir, BEST_FILE)
+  'weights'}), or None.
+
+  Raises:
+    RunRecordError: the record is not one training writes.
+  """
+  return _read_record(checkpoint_dir, BEST_FILE,
+                      ("epoch", "val_parzen", "weights"))

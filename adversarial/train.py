@@ -137,12 +137,14 @@ def main(argv):
   if _THREADS.value is not None:
     set_threads(_THREADS.value)
   from adversarial import train_lib
+  from adversarial.callbacks import RunRecordError
   from adversarial.callbacks import TrainingCollapsedError
   from adversarial.callbacks import TrainingDivergedError
   try:
     config = config_from_flags()
     result = train_lib.train(config, _WORKDIR.value, verbose=verbosity())
-  except (TrainingDivergedError, TrainingCollapsedError) as e:
+  except (TrainingDivergedError, TrainingCollapsedError,
+          RunRecordError) as e:
     raise SystemExit(f"error: {e}") from None
   except KeyboardInterrupt:
     print(interrupted_message(_WORKDIR.value), file=sys.stderr)

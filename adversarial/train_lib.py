@@ -266,7 +266,8 @@ def train(config: Config, workdir: str, verbose="auto",
   state = callbacks_lib.read_state(checkpoint_dir)
   initial_epoch = 0
   if state is not None:
-    model.load_weights(state["weights"])
+    _load_recorded(model, state["epoch"], state["weights"],
+                   f"named by checkpoints/{callbacks_lib.STATE_FILE}", workdir)
     initial_epoch = int(state["epoch"])
   prior = found = None
   if config.clusters:
@@ -411,7 +412,10 @@ def _go_back(model, config, checkpoint_dir, chief, collapse) -> int:
         f"stopped{kept}. Train with another seed.", collapse.epoch,
         collapse.d_fake) from None
   back_to, weights = target
-  model.load_weights(weights)
+  _load_recorded(model, back_to, weights,
+                 f"the best, named by checkpoints/{callbacks_lib.BEST_FILE}"
+                 if back_to else "the run's start",
+                 os.path.dirname(checkpoint_dir))
   model.reseed_random_states(len(restarts) + 1)
   logging.warning("Training collapsed at %s. Going back to %s with new "
                   "noise and dropout streams: restart %d of %d.", collapse,
@@ -541,22 +545,55 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
 def load_checkpoint(model: GAN, weights: str, workdir: str) -> None:
   """`model.load_weights(weights)`, with a message that says which file does
   not fit which run where Keras lists every object it could not load."""
+  failure = _try_load(model, weights)
+  if failure is None:
+    return
+  unreadable, why = failure
+  if unreadable:
+    raise ValueError(
+        f"checkpoint={weights!r} cannot be read ({why}): expected a whole "
+        f".weights.h5 file, as training writes.")
+  raise ValueError(
+      f"checkpoint={weights!r} does not fit the run in workdir={workdir!r} "
+      f"({why}): expected a checkpoint written by a run of the same networks "
+      f"(the run's config.json).")
+
+
+def _load_recorded(model: GAN, epoch: int, weights: str, what: str,
+                   workdir: str) -> None:
+  """Loads the run's own checkpoint of `epoch`, where it resumes or goes
+  back to; `what` says which record names it.
+
+  Raises:
+    callbacks.RunRecordError: the file is gone or does not load.
+  """
+  failure = (_try_load(model, weights) if os.path.isfile(weights) else
+             (True, "the file does not exist"))
+  if failure is None:
+    return
+  raise callbacks_lib.RunRecordError(
+      f"workdir={workdir!r} cannot go on from epoch {epoch}: its "
+      f"checkpoint {weights}, {what}, cannot be loaded "
+      f"({failure[1]}). Expected the whole checkpoint training wrote there: "
+      f"restore it, or train in a new work directory.")
+
+
+def _try_load(model: GAN, weights: str) -> Optional[tuple]:
+  """`model.load_weights(weights)`; None when it loaded, else (unreadable,
+  why): True for a file that is not a whole HDF5 file, False for one whose
+  variables do not fit the model."""
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     try:
       model.load_weights(weights)
     except OSError as e:  # h5py: not an HDF5 file, or one cut short.
-      raise ValueError(
-          f"checkpoint={weights!r} cannot be read ({_load_failure(e)}): "
-          f"expected a whole .weights.h5 file, as training writes.") from None
+      return True, _load_failure(e)
     except ValueError as e:
-      raise ValueError(
-          f"checkpoint={weights!r} does not fit the run in workdir="
-          f"{workdir!r} ({_load_failure(e)}): expected a checkpoint written "
-          f"by a run of the same networks (the run's config.json).") from None
+      return False, _load_failure(e)
   # Keras's warnings of a file that loaded (none for a matching one).
   for w in caught:
     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+  return None
 
 
 def _load_failure(error: Exception) -> str:

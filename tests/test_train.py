@@ -103,6 +103,43 @@ def test_more_epochs_extend_the_same_run(tmp_path):
   assert again.history == {} and again.initial_epoch == 2
 
 
+
+def test_a_damaged_checkpoint_record_is_named_and_left_as_it_is(tmp_path):
+  run(small_config(epochs=1), tmp_path)
+  checkpoints = tmp_path / "checkpoints"
+  state = checkpoints / callbacks_lib.STATE_FILE
+  weights_file = pathlib.Path(callbacks_lib.weights_path(str(checkpoints), 1))
+  whole, record = weights_file.read_bytes(), state.read_text()
+  # The record training writes, cut short or missing a field.
+  for text, why in (('{"epoch": 1, "wei', r"Unterminated string"),
+                    ('{"epoch": 1}', r"it has no 'weights'"),
+                    ("[1]", r"it holds no JSON object")):
+    state.write_text(text)
+    with pytest.raises(callbacks_lib.RunRecordError,
+                       match=rf"state.json cannot be read \({why}.*\): "
+                       r"expected the JSON object training writes there, "
+                       r"with 'epoch', 'weights'"):
+      run(small_config(epochs=2), tmp_path)
+    assert state.read_text() == text
+  state.write_text(record)
+  # The checkpoint it names, gone or cut short.
+  for damage, why in ((lambda: weights_file.unlink(),
+                       r"the file does not exist"),
+                      (lambda: weights_file.write_bytes(whole[:500]),
+                       r".+")):
+    damage()
+    with pytest.raises(callbacks_lib.RunRecordError,
+                       match=rf"workdir='.*' cannot go on from epoch 1: its "
+                       rf"checkpoint .*epoch-0001.weights.h5, named by "
+                       rf"checkpoints/state.json, cannot be loaded \({why}\)"
+                       r". Expected the whole checkpoint"):
+      run(small_config(epochs=2), tmp_path)
+    assert callbacks_lib.read_state(str(checkpoints))["epoch"] == 1
+    assert not os.path.exists(callbacks_lib.weights_path(str(checkpoints), 2))
+  # Put back, the run goes on.
+  weights_file.write_bytes(whole)
+  assert run(small_config(epochs=2), tmp_path).epochs_done == 2
+
 def poison(model):
   """Makes D's logit bias NaN: a NaN there reaches the losses on every
   backend (a NaN in a ReLU layer's kernel need not: oneDNN's fused
@@ -512,6 +549,16 @@ def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   assert proc.returncode == 130, out
   assert (f"interrupted: {workdir} keeps its checkpoint of epoch {epoch}; "
           f"the same command resumes from there.") in out
+  assert "Traceback" not in out
+  # Its checkpoint lost, the same command ends with the message.
+  os.remove(state_file.parent / json.loads(state_file.read_text())["weights"])
+  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
+              "--set=monitor_samples=0", "--verbose=0", *TINY,
+              f"--workdir={workdir}"], mnist_dirs)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 1, out
+  assert (f"error: workdir='{workdir}' cannot go on from epoch {epoch}: its "
+          f"checkpoint ") in out
   assert "Traceback" not in out
 
 
