@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import math
 import os
 import time
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -313,13 +314,15 @@ def above_reference(result: dict) -> Optional[float]:
 HISTORY_FOLDER = "evaluations"
 
 
-def history_path(workdir: str, result: dict, trained: bool = False) -> str:
-  """Where an evaluation's record is kept beside evaluation.json:
+def history_paths(workdir: str, result: dict,
+                  trained: bool = False) -> Iterator[str]:
+  """The names under which an evaluation's record is kept beside
+  evaluation.json, to be taken in turn where one is taken already:
   `<workdir>/evaluations/<time>-<checkpoint>[-trained].json`, e.g.
   `20261205-181530-epoch-2362.json`, the time (UTC) its `time`, the
   checkpoint its epoch or its weights file's name, `-trained` for G itself
-  scored in a run that keeps a weight average (`trained`). A name already
-  taken gets -2, -3, ... added."""
+  scored in a run that keeps a weight average (`trained`); then the same
+  with -2, -3, ... added."""
   stamp = datetime.datetime.fromisoformat(result["time"]).strftime(
       "%Y%m%d-%H%M%S")
   if result.get("epoch") is not None:
@@ -329,12 +332,9 @@ def history_path(workdir: str, result: dict, trained: bool = False) -> str:
   if trained:
     which += "-trained"
   folder = os.path.join(workdir, HISTORY_FOLDER)
-  os.makedirs(folder, exist_ok=True)
-  path, n = os.path.join(folder, f"{stamp}-{which}.json"), 1
-  while os.path.exists(path):
-    n += 1
-    path = os.path.join(folder, f"{stamp}-{which}-{n}.json")
-  return path
+  yield os.path.join(folder, f"{stamp}-{which}.json")
+  for n in itertools.count(2):
+    yield os.path.join(folder, f"{stamp}-{which}-{n}.json")
 
 
 def evaluate_workdir(workdir: str, checkpoint: str = "best",
@@ -350,7 +350,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                      draws: int = 1) -> dict:
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json` and kept in `<workdir>/evaluations/`
-  (`history_path`), with 100 of the scored samples, evenly spaced, in
+  (`history_paths`), with 100 of the scored samples, evenly spaced, in
   `<workdir>/evaluation.png`.
 
   Args:
@@ -389,7 +389,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
     (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
     of the test images of each label), epoch, checkpoint, time (UTC), path
-    and kept_path (where it was written: `history_path`), reference
+    and kept_path (where it was written: `history_paths`), reference
     (the same estimate with training images as samples) and quality (see
     `quality.QualityResult`) for MNIST; draws (seeds, means and sigmas of
     each draw, their mean and standard deviation) when draws > 1; and
@@ -399,7 +399,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
 
   from adversarial import images as images_lib
   from adversarial import train_lib
-  from adversarial.files import write_text_atomic
+  from adversarial.files import write_text_atomic, write_text_new
 
   # num_test None: the whole test split.
   for name, value in (("num_samples", num_samples), ("num_val", num_val),
@@ -494,10 +494,10 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   # Each evaluation is kept under its own name as well, so that scoring
   # another checkpoint or generator does not take the last one's record
   # away; evaluation.json is the latest.
-  kept_path = history_path(
+  os.makedirs(os.path.join(workdir, HISTORY_FOLDER), exist_ok=True)
+  kept_path = write_text_new(history_paths(
       workdir, result,
-      trained=model.ema_generator is not None and average is False)
-  write_text_atomic(kept_path, text)
+      trained=model.ema_generator is not None and average is False), text)
   path = os.path.join(workdir, "evaluation.json")
   write_text_atomic(path, text)
   result["path"], result["kept_path"] = path, kept_path

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Iterable, Optional, TypeVar
 
 from absl import logging
 import numpy as np
@@ -66,6 +67,43 @@ def write_text_atomic(path: str, text: str) -> None:
   with renamed_into_place(tmp, path):
     with open(tmp, "w") as f:
       f.write(text)
+
+
+def write_text_new(paths: Iterable[str], text: str) -> str:
+  """Writes `text` whole under the first of `paths` that no file holds,
+  never replacing one, even one another process writes at that moment: the
+  synced file is linked to its name, which fails where the name is taken.
+  On a file system without hard links the name is created exclusively and
+  written in place.
+
+  Returns:
+    The path written.
+  """
+  paths = iter(paths)
+  first = next(paths)
+  tmp = f"{first}.{os.getpid()}.tmp"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+    sync(tmp)
+    for path in itertools.chain([first], paths):
+      try:
+        try:
+          os.link(tmp, path)
+        except FileExistsError:
+          raise
+        except OSError:  # No hard links here.
+          with open(path, "x") as f:
+            f.write(text)
+          sync(path)
+      except FileExistsError:
+        continue
+      sync_folder(os.path.dirname(os.path.abspath(path)))
+      return path
+    raise FileExistsError(f"every name offered for {first} is taken")
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def savez_atomic(path: str, **arrays) -> None:

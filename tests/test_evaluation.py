@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from adversarial import evaluation
+from adversarial import files
 
 
 def plain_parzen(x, mu, sigma):
@@ -190,20 +191,45 @@ def test_smoothed_real_digits_beat_the_real_ones_and_are_flagged(mnist_dirs):
 
 
 def test_history_names_say_when_and_which_checkpoint_and_never_collide(
-    tmp_path):
+    tmp_path, monkeypatch):
   record = {"time": "2026-12-05T18:15:30+00:00", "epoch": 7,
             "checkpoint": "/runs/a/checkpoints/best-epoch-0007.weights.h5"}
-  first = evaluation.history_path(str(tmp_path), record)
-  assert first == str(tmp_path / "evaluations" /
-                      "20261205-181530-epoch-0007.json")
-  (tmp_path / "evaluations" / "20261205-181530-epoch-0007.json").write_text(
-      "{}")
-  # The same second and checkpoint again: numbered, the first kept.
-  second = evaluation.history_path(str(tmp_path), record)
-  assert second.endswith("20261205-181530-epoch-0007-2.json")
-  assert evaluation.history_path(str(tmp_path), record, trained=True
-                                 ).endswith("-epoch-0007-trained.json")
+  folder = tmp_path / "evaluations"
+  names = evaluation.history_paths(str(tmp_path), record)
+  assert [next(names) for _ in range(3)] == [
+      str(folder / f"20261205-181530-epoch-0007{n}.json")
+      for n in ("", "-2", "-3")]
+  assert next(evaluation.history_paths(str(tmp_path), record, trained=True)
+              ).endswith("-epoch-0007-trained.json")
   # A checkpoint of no known epoch is named by its file.
   unknown = dict(record, epoch=None, checkpoint="/elsewhere/g.weights.h5")
-  assert evaluation.history_path(str(tmp_path), unknown).endswith(
+  assert next(evaluation.history_paths(str(tmp_path), unknown)).endswith(
       "20261205-181530-g.json")
+  # The same second and checkpoint again: numbered, the first kept, even
+  # where another process takes a name between this one's check and write.
+  folder.mkdir()
+  first = files.write_text_new(evaluation.history_paths(str(tmp_path),
+                                                        record), "a")
+  assert first.endswith("-epoch-0007.json")
+  sync = files.sync
+
+  def sync_as_another_takes_the_next_name(path):
+    sync(path)
+    second = folder / "20261205-181530-epoch-0007-2.json"
+    if not second.exists():
+      second.write_text("b")
+  monkeypatch.setattr(files, "sync", sync_as_another_takes_the_next_name)
+  assert files.write_text_new(evaluation.history_paths(str(tmp_path), record),
+                              "c").endswith("-3.json")
+  assert {p.name[-7:]: p.read_text() for p in folder.iterdir()} == {
+      "07.json": "a", "-2.json": "b", "-3.json": "c"}
+  # Where the file system has no hard links, the same.
+  monkeypatch.undo()
+
+  def no_links(*args):
+    raise PermissionError("no hard links")
+  monkeypatch.setattr(files.os, "link", no_links)
+  assert files.write_text_new(evaluation.history_paths(str(tmp_path), record),
+                              "d").endswith("-4.json")
+  assert {p.name[-7:]: p.read_text() for p in folder.iterdir()} == {
+      "07.json": "a", "-2.json": "b", "-3.json": "c", "-4.json": "d"}
