@@ -420,6 +420,9 @@ class Config:
 
   @classmethod
   def from_dict(cls, values: dict[str, Any]) -> "Config":
+    if not isinstance(values, dict):
+      raise ConfigError(f"{type(values).__name__} {values!r:.40} is not "
+                        f"accepted: expected a mapping of Config fields.")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:

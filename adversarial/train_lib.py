@@ -95,8 +95,7 @@ def check_workdir(config: Config, workdir: str) -> None:
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    saved = Config.from_json(f.read())
+  saved = _read_config(path)
   diff = saved.differences(config)
   if diff and set(diff) <= {"anneal_epoch", "anneal_decay"}:
     state = callbacks_lib.read_state(os.path.join(workdir, "checkpoints"))
@@ -458,15 +457,37 @@ def _fit_once(model, config, train_data, initial_epoch, steps, run_callbacks,
 
 
 def load_config(workdir: str) -> Config:
-  """The Config saved in `workdir`; raises FileNotFoundError naming it."""
+  """The Config saved in `workdir`.
+
+  Raises:
+    FileNotFoundError: there is none.
+    callbacks.RunRecordError: the file holds no Config this package writes.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"workdir={workdir!r} holds no {CONFIG_FILE}: expected the work "
         f"directory of a training run (python -m adversarial.train "
         f"--workdir=...).")
-  with open(path) as f:
-    return Config.from_json(f.read())
+  return _read_config(path)
+
+
+def _read_config(path: str) -> Config:
+  """The Config in a run's `config.json`.
+
+  Raises:
+    callbacks.RunRecordError: the file holds no Config this package writes.
+  """
+  try:
+    with open(path) as f:
+      return Config.from_json(f.read())
+  except (OSError, ValueError) as e:
+    # ValueError: not JSON (UnicodeDecodeError, JSONDecodeError), or no
+    # Config's fields (ConfigError).
+    raise callbacks_lib.RunRecordError(
+        f"{path} cannot be read ({str(e).rstrip('.')}): expected the run's configuration as "
+        f"training writes it (Config.to_json). Restore the file, or train in "
+        f"a new work directory.") from None
 
 
 def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:

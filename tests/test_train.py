@@ -104,7 +104,7 @@ def test_more_epochs_extend_the_same_run(tmp_path):
 
 
 
-def test_a_damaged_checkpoint_record_is_named_and_left_as_it_is(tmp_path):
+def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
   run(small_config(epochs=1), tmp_path)
   checkpoints = tmp_path / "checkpoints"
   state = checkpoints / callbacks_lib.STATE_FILE
@@ -136,8 +136,24 @@ def test_a_damaged_checkpoint_record_is_named_and_left_as_it_is(tmp_path):
       run(small_config(epochs=2), tmp_path)
     assert callbacks_lib.read_state(str(checkpoints))["epoch"] == 1
     assert not os.path.exists(callbacks_lib.weights_path(str(checkpoints), 2))
-  # Put back, the run goes on.
   weights_file.write_bytes(whole)
+  # The configuration, cut short or of no Config.
+  config_file = tmp_path / "config.json"
+  saved = config_file.read_text()
+  for text, why in ((saved[:40], r".+"),
+                    ('{"bogus": 1}', r"unknown config fields \['bogus'\]"),
+                    ("[1]", r"list \[1\] is not accepted")):
+    config_file.write_text(text)
+    for act in (lambda: run(small_config(epochs=2), tmp_path),
+                lambda: train_lib.restore(str(tmp_path))):
+      with pytest.raises(callbacks_lib.RunRecordError,
+                         match=rf"config.json cannot be read \({why}.*\): "
+                         r"expected the run's configuration as training "
+                         r"writes it"):
+        act()
+    assert config_file.read_text() == text
+  config_file.write_text(saved)
+  # Put back, the run goes on.
   assert run(small_config(epochs=2), tmp_path).epochs_done == 2
 
 def poison(model):
