@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from adversarial import data as data_lib
 from adversarial.files import renamed_into_place
+from adversarial.files import RunRecordError
 from adversarial.files import write_text_atomic
 from adversarial import images as images_lib
 
@@ -30,13 +31,6 @@ INITIAL_WEIGHTS = "initial.weights.h5"
 
 class TrainingDivergedError(RuntimeError):
   """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class RunRecordError(ValueError):
-  """A record of a work directory (`state.json`, `best.json`,
-  `restarts.json`) or the checkpoint it names cannot be read: the directory
-  was damaged after training wrote it, since training replaces each file
-  whole."""
 
 
 def read_state(checkpoint_dir: str) -> Optional[dict]:

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.config import Config, ConfigError, TOY_DATASETS
-from adversarial.files import kept, savez_atomic
+from adversarial.files import kept, RunRecordError, savez_atomic
 
 
 class DataUnavailableError(RuntimeError):
@@ -406,8 +406,14 @@ class ClusterPrior:
       raise FileNotFoundError(
           f"{path!r} does not exist: expected the clusters a run with "
           f"clusters > 0 writes into its work directory when it starts.")
-    with np.load(path) as f:
-      return cls(f["centres"], f["shares"])
+    try:
+      with np.load(path) as f:
+        return cls(f["centres"], f["shares"])
+    except Exception as e:  # Whatever a damaged file raises in np.load.
+      raise RunRecordError(
+          f"{path} cannot be read ({type(e).__name__}: {e}): expected the "
+          f"clusters training writes there (centres and shares). Restore "
+          f"the file, or train in a new work directory.") from None
 
 
 def _flat_unit(images: np.ndarray) -> np.ndarray:

@@ -17,6 +17,13 @@ import numpy as np
 T = TypeVar("T")
 
 
+class RunRecordError(ValueError):
+  """A file of a work directory (`config.json`, a checkpoint's record, the
+  checkpoint it names, `clusters.npz`) cannot be read: the directory was
+  damaged after training wrote it, since training replaces each file
+  whole."""
+
+
 def sync(path: str) -> None:
   """Writes a file's data through to the disk."""
   fd = os.open(path, os.O_RDONLY)

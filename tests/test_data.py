@@ -1,5 +1,6 @@
 import gzip
 import os
+import pathlib
 import re
 import shutil
 
@@ -9,6 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from adversarial import data as data_lib
+from adversarial import files
 from adversarial.config import ConfigError
 
 from conftest import MNIST_FILES, random_images, small_config
@@ -418,3 +420,12 @@ def test_cluster_prior_ignores_labels_and_round_trips(tmp_path):
   np.testing.assert_array_equal(loaded.shares, prior.shares)
   with pytest.raises(FileNotFoundError, match="clusters > 0"):
     data_lib.ClusterPrior.load(str(tmp_path / "none.npz"))
+  # Cut short, or without its arrays: named.
+  whole = pathlib.Path(path).read_bytes()
+  np.savez(path, centres=prior.centres)
+  for damaged in (whole[:len(whole) // 2], pathlib.Path(path).read_bytes()):
+    pathlib.Path(path).write_bytes(damaged)
+    with pytest.raises(files.RunRecordError,
+                       match=r"clusters.npz cannot be read \(\w+: .+\): "
+                       r"expected the clusters training writes there"):
+      data_lib.ClusterPrior.load(path)
