@@ -109,6 +109,14 @@ def check_workdir(config: Config, workdir: str) -> None:
         f"it has done {done} epochs, and a schedule that anneals before that "
         f"would not be the one it trained under; expected anneal_epoch=0 or "
         f">= {done}, with the saved anneal_epoch, if any, also >= {done}.")
+  if diff and not _has_trained(workdir):
+    # A start stopped before its first epoch ended: nothing was trained
+    # under the saved configuration, so the new one takes its place.
+    logging.warning("workdir=%s holds no trained epoch: its configuration "
+                    "is replaced (%s).", workdir,
+                    ", ".join(f"{k}: {a!r} -> {b!r}"
+                              for k, (a, b) in sorted(diff.items())))
+    return
   if diff:
     lines = ", ".join(f"{k}: saved {a!r}, requested {b!r}"
                       for k, (a, b) in sorted(diff.items()))
@@ -116,6 +124,16 @@ def check_workdir(config: Config, workdir: str) -> None:
         f"workdir={workdir!r} holds a run of a different configuration "
         f"({lines}): expected the same configuration to resume it, or a new "
         f"work directory for a new run.")
+
+
+def _has_trained(workdir: str) -> bool:
+  """Whether `workdir` holds anything of a trained epoch: a checkpoint, a
+  best checkpoint's record or a restart's."""
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  return any(os.path.exists(os.path.join(checkpoint_dir, name)) for name in (
+      callbacks_lib.STATE_FILE, callbacks_lib.BEST_FILE,
+      callbacks_lib.RESTARTS_FILE)) or bool(
+          callbacks_lib.epoch_checkpoints(checkpoint_dir))
 
 
 def build_model(config: Config, image_shape: Sequence[int],
@@ -270,11 +288,12 @@ def train(config: Config, workdir: str, verbose="auto",
     initial_epoch = int(state["epoch"])
   prior = found = None
   if config.clusters:
-    # The clusters stand in for the labels. Found once, at the first start,
-    # and read back on resume; every worker finds the same ones (the same
-    # seed and data).
+    # The clusters stand in for the labels. Found at a start, and read back
+    # on resume (a start before any checkpoint, perhaps of a replaced
+    # configuration, finds them again); every worker finds the same ones
+    # (the same seed and data).
     path = os.path.join(workdir, data_lib.CLUSTERS_FILE)
-    if os.path.exists(path):
+    if state is not None and os.path.exists(path):
       prior = data_lib.ClusterPrior.load(path)
     else:
       prior = found = data_lib.cluster_prior(config, train_data)

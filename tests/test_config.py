@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from adversarial import callbacks as callbacks_lib
 from adversarial import config as config_lib
 from adversarial import train_lib
 from adversarial.config import Config, ConfigError, PRESETS
@@ -111,6 +112,14 @@ def test_json_round_trip_and_differences():
   assert again.differences(c.override(k=2)) == {"k": (1, 2)}
 
 
+def trained_one_epoch(workdir):
+  """Gives `workdir` the record of a checkpoint of epoch 1."""
+  checkpoints = workdir / "checkpoints"
+  checkpoints.mkdir()
+  callbacks_lib.write_state(str(checkpoints), 1,
+                            callbacks_lib.weights_path(str(checkpoints), 1))
+
+
 def test_a_configuration_saved_without_split_order_keeps_tfds_order(
     tmp_path):
   saved = json.loads(config_lib.PAPER_MNIST.to_json())
@@ -119,6 +128,7 @@ def test_a_configuration_saved_without_split_order_keeps_tfds_order(
   assert old.split_order == "stored" and not old.reads_original_order()
   # Its run resumes only in the order it trained on.
   (tmp_path / "config.json").write_text(json.dumps(saved))
+  trained_one_epoch(tmp_path)
   with pytest.raises(ConfigError, match="split_order: saved 'stored', "
                      "requested 'auto'"):
     train_lib.check_workdir(config_lib.PAPER_MNIST, str(tmp_path))
@@ -136,6 +146,7 @@ def test_a_configuration_saved_without_momentum_first_epoch_ramps_late(
       "momentum_first_epoch": (0, 1)}
   # Its run resumes only under the schedule it trained with.
   (tmp_path / "config.json").write_text(json.dumps(saved))
+  trained_one_epoch(tmp_path)
   with pytest.raises(ConfigError, match="momentum_first_epoch: saved 0, "
                      "requested 1"):
     train_lib.check_workdir(config_lib.PAPER_MNIST, str(tmp_path))

@@ -328,6 +328,39 @@ def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
   assert callbacks_lib.read_state(str(tmp_path / "checkpoints"))["epoch"] == 1
 
 
+class StopInFirstEpoch(keras.callbacks.Callback):
+
+  def on_train_batch_end(self, batch, logs=None):
+    raise KeyboardInterrupt
+
+
+def test_a_start_stopped_before_its_first_checkpoint_takes_a_new_config(
+    tmp_path):
+  # Stopped in its first epoch, a run has its config.json and its clusters,
+  # but no checkpoint.
+  first = small_config(epochs=1, conditional=True, clusters=3, seed=1)
+  with pytest.raises(KeyboardInterrupt):
+    run(first, tmp_path / "a", callbacks=[StopInFirstEpoch()])
+  assert (tmp_path / "a" / data_lib.CLUSTERS_FILE).exists()
+  assert not callbacks_lib.read_state(str(tmp_path / "a" / "checkpoints"))
+  # Started again with other settings, it is the new configuration's run:
+  # the same as one started in a new directory, clusters and all.
+  second = first.override(clusters=4, seed=2, learning_rate=0.05)
+  again = run(second, tmp_path / "a")
+  fresh = run(second, tmp_path / "b")
+  assert json.loads((tmp_path / "a" / "config.json").read_text()) == (
+      json.loads((tmp_path / "b" / "config.json").read_text()))
+  a, b = (train_lib.cluster_prior(str(tmp_path / d)) for d in "ab")
+  assert len(a.centres) == 4
+  np.testing.assert_array_equal(a.centres, b.centres)
+  for x, y in zip(weights(again.model), weights(fresh.model)):
+    np.testing.assert_array_equal(x, y)
+  # Once an epoch is kept, another configuration is refused as before.
+  with pytest.raises(ConfigError, match=r"different configuration \(seed: "
+                     r"saved 2, requested 1"):
+    run(second.override(seed=1), tmp_path / "a")
+
+
 def test_annealing_added_to_a_run_at_its_epoch_is_the_annealed_run(tmp_path):
   # A run resumed with anneal_epoch set where it stands trains exactly as a
   # run with that schedule from the start.
