@@ -22,6 +22,7 @@ directory receives config.json, checkpoints/, samples/ and tensorboard/.
 """
 
 import os
+import re
 import sys
 
 from absl import app
@@ -147,8 +148,11 @@ def main(argv):
           RunRecordError) as e:
     raise SystemExit(f"error: {e}") from None
   except KeyboardInterrupt:
-    print(interrupted_message(_WORKDIR.value), file=sys.stderr)
+    print(f"interrupted: {kept_message(_WORKDIR.value)}", file=sys.stderr)
     sys.exit(130)  # the shell's status for a process ended by SIGINT
+  except OSError as e:  # A full disk, a file size limit, a lost mount.
+    raise SystemExit(f"error: training stopped: {io_failure(e)}. "
+                     f"{kept_message(_WORKDIR.value, mended=True)}") from None
   print(summary(result, _WORKDIR.value))
 
 
@@ -161,15 +165,29 @@ def summary(result, workdir: str) -> str:
           f"{went_back}; work directory: {workdir}")
 
 
-def interrupted_message(workdir: str) -> str:
-  """What a run stopped by Ctrl-C keeps, and how to go on."""
+def kept_message(workdir: str, mended: bool = False) -> str:
+  """What a stopped run keeps, and how to go on: at once after Ctrl-C, or
+  once the cause is `mended` after a failed read or write."""
   from adversarial import callbacks as callbacks_lib
   state = callbacks_lib.read_state(os.path.join(workdir, "checkpoints"))
+  then = "once that is mended, the same command" if mended else (
+      "the same command")
   if state is None:
-    return (f"interrupted before the first checkpoint: {workdir} holds no "
-            f"epoch yet; the same command starts the run again.")
-  return (f"interrupted: {workdir} keeps its checkpoint of epoch "
-          f"{state['epoch']}; the same command resumes from there.")
+    return f"{workdir} holds no epoch yet; {then} starts the run again."
+  return (f"{workdir} keeps its checkpoint of epoch {state['epoch']}; "
+          f"{then} resumes from there.")
+
+
+def io_failure(error: OSError) -> str:
+  """An OSError in a line: the file and the system's reason, where h5py
+  and TensorFlow put them in messages of many lines."""
+  name = error.filename
+  if name is None:
+    found = re.search(r"(?:filename|name) = '([^']+)'", str(error))
+    name = found and found.group(1)
+  why = (os.strerror(error.errno) if error.errno else
+         (str(error).strip().splitlines() or [type(error).__name__])[0])
+  return f"{name}: {why}" if name else why
 
 
 def run():

@@ -2,6 +2,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -599,11 +601,28 @@ def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   assert (f"interrupted: {workdir} keeps its checkpoint of epoch {epoch}; "
           f"the same command resumes from there.") in out
   assert "Traceback" not in out
+  command = ["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
+             "--set=monitor_samples=0", "--verbose=0", *TINY,
+             f"--workdir={workdir}"]
+  # Resumed where no file of its size can be written (a full disk), it ends
+  # with the file and the reason, keeping its checkpoint.
+
+  def small_files():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+  proc = cli(command, mnist_dirs, preexec_fn=small_files)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 1, out
+  assert re.search(rf"error: training stopped: {workdir}/\S+: File too "
+                   rf"large\. {workdir} keeps its checkpoint of epoch "
+                   rf"{epoch}; once that is mended, the same command resumes "
+                   rf"from there\.", out), out
+  assert "Traceback" not in out
+  assert json.loads(state_file.read_text())["epoch"] == epoch
+  assert not list(workdir.glob("checkpoints/tmp*"))
   # Its checkpoint lost, the same command ends with the message.
   os.remove(state_file.parent / json.loads(state_file.read_text())["weights"])
-  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
-              "--set=monitor_samples=0", "--verbose=0", *TINY,
-              f"--workdir={workdir}"], mnist_dirs)
+  proc = cli(command, mnist_dirs)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 1, out
   assert (f"error: workdir='{workdir}' cannot go on from epoch {epoch}: its "
