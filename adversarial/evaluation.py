@@ -409,6 +409,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
                        f"positive integer.")
   sigmas = check_sigmas(sigmas)
   model, config, record = train_lib.restore(workdir, checkpoint)
+  train_lib.check_image_run(config, workdir, "the Parzen-window estimate")
   changes = {k: v for k, v in (("tfds_manual_dir", tfds_manual_dir),
                                ("tfds_data_dir", tfds_data_dir)) if v}
   config = config.override(**changes)

@@ -194,6 +194,7 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
     raise ValueError(f"toy_steps={toy_steps!r} is not accepted: expected 0 "
                      f"(no Figure 1) or a positive number of steps.")
   model, config, _ = train_lib.restore(workdir, checkpoint)
+  train_lib.check_image_run(config, workdir, "Figures 2 and 3")
   config = config.override(**(data_dirs or {}))
   try:
     os.makedirs(out, exist_ok=True)

@@ -52,10 +52,12 @@ def main(argv):
   from adversarial import images as images_lib
   from adversarial import inference
   from adversarial import quality
+  from adversarial import train_lib
   model, config, record = cli.restore_or_exit(
       _WORKDIR.value, _CHECKPOINT.value,
       cli.data_dirs(_MANUAL_DIR, _DATA_DIR))
   try:
+    train_lib.check_image_run(config, _WORKDIR.value, "learned inference")
     inference.check_unconditional(model)
   except ValueError as e:
     raise SystemExit(f"error: {e}") from None

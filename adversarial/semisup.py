@@ -43,6 +43,7 @@ def main(argv):
   from adversarial import data as data_lib
   from adversarial import networks
   from adversarial import semisupervised as ss
+  from adversarial import train_lib
   sizes = cli.parse_numbers("sizes", _SIZES.value, int)
   if not sizes or min(sizes) < 1:
     raise app.UsageError(f"--sizes={','.join(_SIZES.value)} is not accepted: "
@@ -54,6 +55,11 @@ def main(argv):
   if config.conditional or config.masked:
     raise SystemExit("error: the run is conditional or masked: expected an "
                      "unconditional run, whose D sees images alone.")
+  try:
+    train_lib.check_image_run(config, _WORKDIR.value,
+                              "semi-supervised classification")
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
   train = data_lib.load_array(config, config.train_split)
   try:  # Before D's features are computed for every image.
     ss.check_sizes(train.labels, sizes)

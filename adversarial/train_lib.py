@@ -509,6 +509,16 @@ def _read_config(path: str) -> Config:
         f"a new work directory.") from None
 
 
+def check_image_run(config: Config, workdir: str, use: str) -> None:
+  """Raises ValueError for a run of the 1-D toy data, whose samples are
+  numbers, not images, where `use` (what the caller makes) needs images."""
+  if config.dataset in data_lib.TOY_DATASETS:
+    raise ValueError(
+        f"the run in {workdir!r} is of the 1-D toy data (dataset="
+        f"{config.dataset!r}), whose samples are numbers, not images: "
+        f"expected a run of an image dataset for {use}.")
+
+
 def resolve_checkpoint(workdir: str, checkpoint: str = "best") -> dict:
   """The checkpoint record that `checkpoint` names in `workdir`.
 

@@ -172,7 +172,8 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
 
   Raises:
     FileNotFoundError: no such work directory or checkpoint.
-    ExportError: a bad version or model name, the version exists,
+    ExportError: a run of the 1-D toy data or a masked run (no images to
+      serve from a seed), a bad version or model name, the version exists,
       `export_dir` cannot be written, or the written model does not
       reproduce the generator.
   """
@@ -188,6 +189,10 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
                       f"the name TF Serving serves the model under, e.g. "
                       f"'generator'.")
   model, config, record = train_lib.restore(workdir, checkpoint)
+  try:
+    train_lib.check_image_run(config, workdir, "an image generator to serve")
+  except ValueError as e:
+    raise ExportError(str(e)) from None
   if config.masked:
     raise ExportError(
         f"the run in {workdir!r} is a masked (inpainting) model: expected an "

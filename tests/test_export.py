@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import export
 from adversarial import train_lib
+from adversarial.config import get_preset
 
 from conftest import (random_images, record_file_events, run_module,
                       small_config)
@@ -173,6 +174,14 @@ def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
   with pytest.raises(export.ExportError, match="model_name='' is not "
                      "accepted: expected the name TF Serving serves"):
     export.export_generator(run_dir, base, model_name="")
+  # The 1-D toy's samples are numbers, not images.
+  toy = tmp_path / "toy"
+  train_lib.train(get_preset("toy_1d").override(epochs=1, toy_size=200),
+                  str(toy), verbose=0)
+  with pytest.raises(export.ExportError, match=r"1-D toy data \(dataset="
+                     r"'toy_gaussian'\), whose samples are numbers, not "
+                     r"images: expected a run of an image dataset"):
+    export.export_generator(str(toy), base)
   # A failure after the model was written: earlier versions stay as they
   # were and no partial version appears.
   def broken(*args):

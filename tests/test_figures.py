@@ -131,3 +131,19 @@ def test_write_figures_names_a_missing_run_and_writes_nothing(tmp_path):
                      r"expected a writable folder"):
     figures.write_figures(workdir, str(out), toy_steps=0)
   assert out.read_text() == "a file, not a folder"
+
+
+def test_a_run_of_the_toy_data_is_refused_where_images_are_needed(tmp_path):
+  from adversarial import evaluation
+  train_lib.train(get_preset("toy_1d").override(epochs=1, toy_size=200),
+                  str(tmp_path), verbose=0)
+  toy = (r"the run in '.*' is of the 1-D toy data \(dataset='toy_gaussian'\),"
+         r" whose samples are numbers, not images: expected a run of an "
+         r"image dataset for ")
+  with pytest.raises(ValueError, match=toy + "Figures 2 and 3"):
+    figures.write_figures(str(tmp_path), str(tmp_path / "figures"),
+                          toy_steps=0)
+  with pytest.raises(ValueError, match=toy + "the Parzen-window estimate"):
+    evaluation.evaluate_workdir(str(tmp_path))
+  assert not (tmp_path / "figures").exists()
+  assert not (tmp_path / "evaluation.json").exists()
