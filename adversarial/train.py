@@ -138,9 +138,9 @@ def main(argv):
   if _THREADS.value is not None:
     set_threads(_THREADS.value)
   from adversarial import train_lib
-  from adversarial.callbacks import RunRecordError
   from adversarial.callbacks import TrainingCollapsedError
   from adversarial.callbacks import TrainingDivergedError
+  from adversarial.files import RunRecordError
   try:
     config = config_from_flags()
     result = train_lib.train(config, _WORKDIR.value, verbose=verbosity())

@@ -480,7 +480,7 @@ def load_config(workdir: str) -> Config:
 
   Raises:
     FileNotFoundError: there is none.
-    callbacks.RunRecordError: the file holds no Config this package writes.
+    files.RunRecordError: the file holds no Config this package writes.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
@@ -495,7 +495,7 @@ def _read_config(path: str) -> Config:
   """The Config in a run's `config.json`.
 
   Raises:
-    callbacks.RunRecordError: the file holds no Config this package writes.
+    files.RunRecordError: the file holds no Config this package writes.
   """
   try:
     with open(path) as f:
@@ -503,10 +503,10 @@ def _read_config(path: str) -> Config:
   except (OSError, ValueError) as e:
     # ValueError: not JSON (UnicodeDecodeError, JSONDecodeError), or no
     # Config's fields (ConfigError).
-    raise callbacks_lib.RunRecordError(
-        f"{path} cannot be read ({str(e).rstrip('.')}): expected the run's configuration as "
-        f"training writes it (Config.to_json). Restore the file, or train in "
-        f"a new work directory.") from None
+    raise files.RunRecordError(
+        f"{path} cannot be read ({str(e).rstrip('.')}): expected the run's "
+        f"configuration as training writes it (Config.to_json). Restore the "
+        f"file, or train in a new work directory.") from None
 
 
 def check_image_run(config: Config, workdir: str, use: str) -> None:
@@ -615,13 +615,13 @@ def _load_recorded(model: GAN, epoch: int, weights: str, what: str,
   back to; `what` says which record names it.
 
   Raises:
-    callbacks.RunRecordError: the file is gone or does not load.
+    files.RunRecordError: the file is gone or does not load.
   """
   failure = (_try_load(model, weights) if os.path.isfile(weights) else
              (True, "the file does not exist"))
   if failure is None:
     return
-  raise callbacks_lib.RunRecordError(
+  raise files.RunRecordError(
       f"workdir={workdir!r} cannot go on from epoch {epoch}: its "
       f"checkpoint {weights}, {what}, cannot be loaded "
       f"({failure[1]}). Expected the whole checkpoint training wrote there: "

@@ -117,7 +117,7 @@ def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
                     ('{"epoch": 1}', r"it has no 'weights'"),
                     ("[1]", r"it holds no JSON object")):
     state.write_text(text)
-    with pytest.raises(callbacks_lib.RunRecordError,
+    with pytest.raises(files.RunRecordError,
                        match=rf"state.json cannot be read \({why}.*\): "
                        r"expected the JSON object training writes there, "
                        r"with 'epoch', 'weights'"):
@@ -130,7 +130,7 @@ def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
                       (lambda: weights_file.write_bytes(whole[:500]),
                        r".+")):
     damage()
-    with pytest.raises(callbacks_lib.RunRecordError,
+    with pytest.raises(files.RunRecordError,
                        match=rf"workdir='.*' cannot go on from epoch 1: its "
                        rf"checkpoint .*epoch-0001.weights.h5, named by "
                        rf"checkpoints/state.json, cannot be loaded \({why}\)"
@@ -148,7 +148,7 @@ def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
     config_file.write_text(text)
     for act in (lambda: run(small_config(epochs=2), tmp_path),
                 lambda: train_lib.restore(str(tmp_path))):
-      with pytest.raises(callbacks_lib.RunRecordError,
+      with pytest.raises(files.RunRecordError,
                          match=rf"config.json cannot be read \({why}.*\): "
                          r"expected the run's configuration as training "
                          r"writes it"):
