@@ -63,11 +63,11 @@ def _read_json(checkpoint_dir: str, name: str,
   try:
     with open(path) as f:
       record = json.load(f)
-    missing = ([k for k in fields if k not in record]
-               if isinstance(record, dict) else None)
-    why = ("it holds no JSON object" if missing is None else
-           f"it has no {', '.join(repr(k) for k in missing)}"
-           if missing else None)
+    if isinstance(record, dict):
+      missing = [repr(k) for k in fields if k not in record]
+      why = f"it has no {', '.join(missing)}" if missing else None
+    else:
+      why = "it holds no JSON object"
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     why = str(e) or type(e).__name__
   if why:

@@ -94,23 +94,30 @@ def write_text_new(paths: Iterable[str], text: str) -> str:
       f.write(text)
     sync(tmp)
     for path in itertools.chain([first], paths):
-      try:
-        try:
-          os.link(tmp, path)
-        except FileExistsError:
-          raise
-        except OSError:  # No hard links here.
-          with open(path, "x") as f:
-            f.write(text)
-          sync(path)
-      except FileExistsError:
-        continue
-      sync_folder(os.path.dirname(os.path.abspath(path)))
-      return path
+      if _take_name(tmp, path, text):
+        sync_folder(os.path.dirname(os.path.abspath(path)))
+        return path
     raise FileExistsError(f"every name offered for {first} is taken")
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _take_name(tmp: str, path: str, text: str) -> bool:
+  """Gives `path` the synced file `tmp` holding `text`, unless a file holds
+  that name: False then."""
+  try:
+    os.link(tmp, path)
+  except FileExistsError:
+    return False
+  except OSError:  # No hard links here: the name is made exclusively.
+    try:
+      with open(path, "x") as f:
+        f.write(text)
+    except FileExistsError:
+      return False
+    sync(path)
+  return True
 
 
 def savez_atomic(path: str, **arrays) -> None:
