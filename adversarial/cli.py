@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 from absl import flags
@@ -73,14 +74,26 @@ def restore_or_exit(workdir: str, checkpoint: str, dirs: dict):
   return model, config.override(**dirs), record
 
 
+def io_failure(error: OSError) -> str:
+  """An OSError in a line: the file and the system's reason, where h5py
+  and TensorFlow put them in messages of many lines."""
+  name = error.filename
+  if name is None:
+    found = re.search(r"(?:filename|name) = '([^']+)'", str(error))
+    name = found and found.group(1)
+  why = (os.strerror(error.errno) if error.errno else
+         (str(error).strip().splitlines() or [type(error).__name__])[0])
+  return f"{name}: {why}" if name else why
+
+
 USAGE_HINT = "Pass --helpshort or --helpfull to see help on flags."
 
 
 def run(main):
   """`absl.app.run(main)`, where a setting found bad after the flags were
-  read (`ConfigError`, `app.UsageError`) or a dataset TFDS could not prepare
-  ends the process with its message and exit status 1 instead of a
-  traceback. A bad setting prints its message and where help is, as absl
+  read (`ConfigError`, `app.UsageError`), a dataset TFDS could not prepare
+  or a file that could not be read or written ends the process with its
+  message and exit status 1 instead of a traceback. A bad setting prints its message and where help is, as absl
   does for a flag it cannot parse, not the whole list of flags above it.
 
   Logging shows warnings and errors unless --verbosity is given: absl's
@@ -101,5 +114,7 @@ def run(main):
       raise SystemExit(f"error: {e}\n{USAGE_HINT}") from None
     except DataUnavailableError as e:
       raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # A full disk, a file size limit, a lost mount.
+      raise SystemExit(f"error: {io_failure(e)}") from None
 
   app.run(guarded)

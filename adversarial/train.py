@@ -22,7 +22,6 @@ directory receives config.json, checkpoints/, samples/ and tensorboard/.
 """
 
 import os
-import re
 import sys
 
 from absl import app
@@ -151,7 +150,7 @@ def main(argv):
     print(f"interrupted: {kept_message(_WORKDIR.value)}", file=sys.stderr)
     sys.exit(130)  # the shell's status for a process ended by SIGINT
   except OSError as e:  # A full disk, a file size limit, a lost mount.
-    raise SystemExit(f"error: training stopped: {io_failure(e)}. "
+    raise SystemExit(f"error: training stopped: {cli.io_failure(e)}. "
                      f"{kept_message(_WORKDIR.value, mended=True)}") from None
   print(summary(result, _WORKDIR.value))
 
@@ -176,18 +175,6 @@ def kept_message(workdir: str, mended: bool = False) -> str:
     return f"{workdir} holds no epoch yet; {then} starts the run again."
   return (f"{workdir} keeps its checkpoint of epoch {state['epoch']}; "
           f"{then} resumes from there.")
-
-
-def io_failure(error: OSError) -> str:
-  """An OSError in a line: the file and the system's reason, where h5py
-  and TensorFlow put them in messages of many lines."""
-  name = error.filename
-  if name is None:
-    found = re.search(r"(?:filename|name) = '([^']+)'", str(error))
-    name = found and found.group(1)
-  why = (os.strerror(error.errno) if error.errno else
-         (str(error).strip().splitlines() or [type(error).__name__])[0])
-  return f"{name}: {why}" if name else why
 
 
 def run():

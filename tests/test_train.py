@@ -662,6 +662,21 @@ def test_the_last_line_says_how_often_the_run_went_back():
       "(checkpoints/restarts.json); work directory: w")
 
 
+def test_a_failed_read_or_write_is_told_in_a_line():
+  assert cli_lib.io_failure(OSError(28, "No space left on device",
+                                    "/runs/a/config.json")) == (
+      "/runs/a/config.json: No space left on device")
+  # h5py's message of many lines names the file inside it.
+  h5py_error = OSError(27, "Can't synchronously write data (file write "
+                       "failed: time = Sat Dec  5 20:31:22 2026\n, filename "
+                       "= '/runs/a/checkpoints/tmp-1.weights.h5', errno = "
+                       "27, error message = 'File too large')")
+  assert cli_lib.io_failure(h5py_error) == (
+      "/runs/a/checkpoints/tmp-1.weights.h5: File too large")
+  assert cli_lib.io_failure(OSError("the mount went away\nmore")) == (
+      "the mount went away")
+
+
 def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
   proc = cli([f"--workdir={tmp_path}", "--batch_size=-5"], mnist_dirs)
   out, _ = proc.communicate(timeout=120)
