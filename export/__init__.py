@@ -178,6 +178,7 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
       reproduce the generator.
   """
   import adversarial
+  from adversarial import cli
   from adversarial import files
   from adversarial import train_lib
 
@@ -254,8 +255,10 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
   except ExportError:
     raise
   except Exception as e:
-    raise ExportError(f"export to {final!r} failed ({type(e).__name__}: "
-                      f"{e}); earlier versions are untouched.") from e
+    why = (cli.io_failure(e) if isinstance(e, OSError) else
+           f"{type(e).__name__}: {e}")
+    raise ExportError(f"export to {final!r} failed ({why}); earlier "
+                      f"versions are untouched.") from e
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return final

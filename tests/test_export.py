@@ -189,6 +189,14 @@ def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
   monkeypatch.setattr(export, "_check", broken)
   with pytest.raises(export.ExportError, match="simulated"):
     export.export_generator(run_dir, base)
+  # A disk that fills up: the file and the reason in a line.
+  def full(path, *args):
+    raise OSError(28, "No space left on device", path)
+  monkeypatch.setattr(export, "_check", full)
+  with pytest.raises(export.ExportError, match=r"export to '.*2' failed "
+                     r"\(.*model: No space left on device\); earlier "
+                     r"versions are untouched"):
+    export.export_generator(run_dir, base)
   assert _listing(base) == before == ["1"]
   assert os.path.exists(os.path.join(base, "1", "saved_model.pb"))
 
