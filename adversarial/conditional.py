@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial.config import is_integer
 from adversarial.gan import GAN, check_sampling
 
 
@@ -44,7 +45,7 @@ class ConditionalGAN(GAN):
 
   def __init__(self, generator, discriminator, num_classes: int = 10,
                **kwargs):
-    if not isinstance(num_classes, int) or num_classes < 2:
+    if not is_integer(num_classes) or num_classes < 2:
       raise ValueError(f"num_classes={num_classes!r} is not accepted: "
                        f"expected an integer >= 2.")
     super().__init__(generator, discriminator, **kwargs)

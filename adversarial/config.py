@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from typing import Any, Optional, Tuple
 
 ARCHITECTURES = ("mlp", "conv")
@@ -239,7 +240,7 @@ class Config:
     self.reads_original_order()
     for name in ("monitor_samples", "monitor_val_examples"):
       value = getattr(self, name)
-      if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+      if not is_integer(value) or value < 0:
         raise ConfigError(f"{name}={value!r} is not accepted: expected an "
                           f"integer >= 0 (0 turns the monitor off).")
     for name in ("latent_dim", "batch_size", "epochs", "d_pieces",
@@ -252,15 +253,14 @@ class Config:
       _positive_int("steps_per_epoch", self.steps_per_epoch,
                     what="a positive integer, or None for one pass over "
                     "the training split")
-    if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not (
-        0 <= self.seed < 2**31):
+    if not is_integer(self.seed) or not 0 <= self.seed < 2**31:
       raise ConfigError(
           f"seed={self.seed!r} is not accepted: expected an integer in "
           f"[0, 2**31).")
     for name in ("g_hidden", "d_hidden", "conv_filters"):
       value = getattr(self, name)
       if (not isinstance(value, tuple) or not value or
-          not all(isinstance(v, int) and v > 0 for v in value)):
+          not all(is_integer(v) and v > 0 for v in value)):
         raise ConfigError(
             f"{name}={value!r} is not accepted: expected a non-empty tuple of "
             f"positive integers.")
@@ -273,9 +273,7 @@ class Config:
       _positive_int("instance_noise_epochs", self.instance_noise_epochs,
                     what="a positive integer (the epochs over which the "
                     "instance noise fades to 0) with instance_noise > 0")
-    if (not isinstance(self.collapse_restarts, int) or
-        isinstance(self.collapse_restarts, bool) or
-        self.collapse_restarts < 0):
+    if not is_integer(self.collapse_restarts) or self.collapse_restarts < 0:
       raise ConfigError(
           f"collapse_restarts={self.collapse_restarts!r} is not accepted: "
           f"expected an integer >= 0 (0: never go back).")
@@ -317,8 +315,7 @@ class Config:
         raise ConfigError(
             f"{name}={value!r} is not accepted: expected a factor >= 1 (the "
             f"learning rate is divided by it {when}).")
-    if (not isinstance(self.anneal_epoch, int) or
-        isinstance(self.anneal_epoch, bool) or self.anneal_epoch < 0):
+    if not is_integer(self.anneal_epoch) or self.anneal_epoch < 0:
       raise ConfigError(
           f"anneal_epoch={self.anneal_epoch!r} is not accepted: expected an "
           f"integer >= 0 (0: never anneal).")
@@ -360,8 +357,8 @@ class Config:
             f"pack={self.pack} is not accepted with batch_size="
             f"{self.batch_size}: expected a pack size that divides the "
             f"batch size (the images of each of D's minibatches).")
-    if (not isinstance(self.clusters, int) or isinstance(self.clusters, bool)
-        or self.clusters < 0 or self.clusters == 1):
+    if (not is_integer(self.clusters) or self.clusters < 0 or
+        self.clusters == 1):
       raise ConfigError(
           f"clusters={self.clusters!r} is not accepted: expected 0 (the "
           f"dataset's labels) or an integer >= 2.")
@@ -416,7 +413,8 @@ class Config:
     return dataclasses.asdict(self)
 
   def to_json(self) -> str:
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True,
+                      default=_plain_number) + "\n"
 
   @classmethod
   def from_dict(cls, values: dict[str, Any]) -> "Config":
@@ -469,9 +467,23 @@ def _one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:
         f"{', '.join(repr(a) for a in accepted)}.")
 
 
+def _plain_number(value: Any) -> Any:
+  """JSON's fallback for what it cannot write: a NumPy number (a field set
+  from an array's element) as the Python number it holds."""
+  if isinstance(value, numbers.Number) and hasattr(value, "item"):
+    return value.item()
+  raise TypeError(f"{type(value).__name__} {value!r} cannot be written as "
+                  f"JSON")
+
+
+def is_integer(value: Any) -> bool:
+  """Whether `value` is an integer (Python's or NumPy's), not a bool."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _positive_int(name: str, value: Any, what: str = "a positive integer"
                   ) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+  if not is_integer(value) or value < 1:
     raise ConfigError(f"{name}={value!r} is not accepted: expected {what}.")
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial import images as images_lib
+from adversarial.config import is_integer
 
 YELLOW = np.array([1.0, 0.85, 0.0], np.float32)
 
@@ -190,7 +191,7 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
   from adversarial import config as config_lib
   from adversarial import data as data_lib
   from adversarial import train_lib
-  if not isinstance(toy_steps, int) or toy_steps < 0:
+  if not is_integer(toy_steps) or toy_steps < 0:
     raise ValueError(f"toy_steps={toy_steps!r} is not accepted: expected 0 "
                      f"(no Figure 1) or a positive number of steps.")
   model, config, _ = train_lib.restore(workdir, checkpoint)

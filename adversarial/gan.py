@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from adversarial import losses
 from adversarial import rng
-from adversarial.config import PRIORS, UPDATES
+from adversarial.config import is_integer, PRIORS, UPDATES
 
 SQRT3 = math.sqrt(3.0)
 
@@ -81,19 +81,15 @@ def sample_label_rows(seeds, shares) -> tf.Tensor:
   return tf.searchsorted(bounds, u, side="right", out_type=tf.int64)
 
 
-def _is_integer(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def check_sampling(num_samples, seed, batch_size) -> None:
   """Raises ValueError unless `num_samples` and `batch_size` are positive
   integers and `seed` an integer (a seed of z, as `GAN.generate` takes)."""
   for name, value in (("num_samples", num_samples),
                       ("batch_size", batch_size)):
-    if not _is_integer(value) or value < 1:
+    if not is_integer(value) or value < 1:
       raise ValueError(f"{name}={value!r} is not accepted: expected a "
                        f"positive integer.")
-  if not _is_integer(seed) or not -2**63 <= seed < 2**63:
+  if not is_integer(seed) or not -2**63 <= seed < 2**63:
     raise ValueError(f"seed={seed!r} is not accepted: expected an integer "
                      f"(64-bit).")
 
@@ -226,7 +222,7 @@ class GAN(keras.Model):
                instance_noise_steps: int = 0, **kwargs):
     super().__init__(**kwargs)
     check_prior(prior)
-    if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
+    if not is_integer(pack) or pack < 1:
       raise ValueError(f"pack={pack!r} is not accepted: expected an integer "
                        f">= 1 (images D judges at once).")
     if pack != 1 and not self.packs_images:
@@ -240,7 +236,7 @@ class GAN(keras.Model):
     if update not in UPDATES:
       raise ValueError(f"update={update!r} is not accepted: expected one of "
                        f"{', '.join(repr(u) for u in UPDATES)}.")
-    if not isinstance(k, int) or k < 1:
+    if not is_integer(k) or k < 1:
       raise ValueError(f"k={k!r} is not accepted: expected an integer >= 1 "
                        f"(discriminator steps per generator step).")
     if update == "simultaneous" and k != 1:
@@ -270,7 +266,7 @@ class GAN(keras.Model):
     if not (instance_noise >= 0.0 and math.isfinite(instance_noise)):
       raise ValueError(f"instance_noise={instance_noise!r} is not accepted: "
                        f"expected a standard deviation >= 0 (0: none).")
-    if instance_noise > 0 and not (isinstance(instance_noise_steps, int) and
+    if instance_noise > 0 and not (is_integer(instance_noise_steps) and
                                    instance_noise_steps >= 1):
       raise ValueError(
           f"instance_noise_steps={instance_noise_steps!r} is not accepted: "
@@ -416,7 +412,7 @@ class GAN(keras.Model):
     `salt` (> 0), keeping its counter: after a restart from a checkpoint the
     run draws other noise and dropout masks than it drew from there before,
     and the same salt gives the same draws."""
-    if not isinstance(salt, int) or salt < 1:
+    if not is_integer(salt) or salt < 1:
       raise ValueError(f"salt={salt!r} is not accepted: expected an integer "
                        f">= 1 (0 would leave the streams as they are).")
     for state in self.random_states():

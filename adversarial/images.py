@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from adversarial.config import is_integer
 from adversarial.files import renamed_into_place
 
 
@@ -30,8 +31,7 @@ def grid(images: np.ndarray, rows: Optional[int] = None,
     raise ValueError(f"images of shape {images.shape} are not accepted: "
                      f"expected [N, H, W, C] with N >= 1.")
   n, h, w, c = images.shape
-  if rows is not None and not (isinstance(rows, (int, np.integer))
-                               and rows >= 1):
+  if rows is not None and not (is_integer(rows) and rows >= 1):
     raise ValueError(f"rows={rows!r} is not accepted: expected a positive "
                      f"integer, or None for about sqrt(N).")
   rows = rows or max(1, int(np.floor(np.sqrt(n))))

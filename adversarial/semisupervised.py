@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial.config import is_integer
+
 
 def hidden_layers(discriminator: keras.Model) -> list:
   """D's hidden layers whose outputs are the features: the maxout layers of
@@ -70,7 +72,7 @@ def check_sizes(labels: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
   classes, counts = np.unique(labels, return_counts=True)
   most = len(classes) * int(counts.min())
   for size in sizes:
-    whole = isinstance(size, (int, np.integer))
+    whole = is_integer(size)
     if not whole or size < 1 or size % len(classes) or size > most:
       shown = int(size) if whole else repr(size)
       raise ValueError(

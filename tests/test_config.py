@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from adversarial import callbacks as callbacks_lib
@@ -190,3 +191,16 @@ def test_the_strategy_may_change_when_a_run_resumes():
   assert a.differences(a.override(collapse_restarts=3,
                                   collapse_d_fake=0.01)) == {}
   assert "precision" in a.differences(a.override(precision="mixed_bfloat16"))
+
+
+def test_numpy_numbers_are_taken_and_saved_as_plain_numbers():
+  config = Config(batch_size=np.int64(50), learning_rate=np.float32(0.25),
+                  g_hidden=(np.int32(16), 8)).validate()
+  saved = Config.from_json(config.to_json())
+  assert (saved.batch_size, saved.learning_rate, saved.g_hidden) == (
+      50, 0.25, (16, 8))
+  assert type(saved.batch_size) is int and type(saved.g_hidden[0]) is int
+  assert not saved.differences(config)
+  for name in ("batch_size", "k", "seed", "clusters", "monitor_samples"):
+    with pytest.raises(ConfigError, match=rf"{name}=True is not accepted"):
+      Config(**{name: True}).validate()
