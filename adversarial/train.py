@@ -143,8 +143,8 @@ def main(argv):
   try:
     config = config_from_flags()
     result = train_lib.train(config, _WORKDIR.value, verbose=verbosity())
-  except (TrainingDivergedError, TrainingCollapsedError,
-          RunRecordError) as e:
+  except (TrainingDivergedError, TrainingCollapsedError, RunRecordError,
+          train_lib.WorkdirInUseError) as e:
     raise SystemExit(f"error: {e}") from None
   except KeyboardInterrupt:
     print(f"interrupted: {kept_message(_WORKDIR.value)}", file=sys.stderr)

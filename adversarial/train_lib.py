@@ -14,6 +14,7 @@ and ends where an uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -246,9 +247,58 @@ def train(config: Config, workdir: str, verbose="auto",
 
   Raises:
     ConfigError: a bad value in `config`, or a workdir of another run.
+    WorkdirInUseError: another process is training in `workdir`.
+    files.RunRecordError: a file of the run cannot be read.
     callbacks.TrainingDivergedError: a loss became NaN; the last good
       checkpoint is kept.
   """
+  # The work directory stays locked from before its checkpoint is read until
+  # training ends.
+  with contextlib.ExitStack() as held:
+    return _train(held, config, workdir, verbose, callbacks, train_data,
+                  strategy)
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another process is training in the work directory."""
+
+
+@contextlib.contextmanager
+def _locked(workdir: str):
+  """Holds an exclusive lock on the folder `workdir` (flock, which the
+  system lets go when the process ends, however it ends): two processes
+  training the same run would each resume from the same checkpoint and
+  replace the other's.
+
+  Raises:
+    WorkdirInUseError: another process holds it.
+  """
+  try:
+    import fcntl
+  except ImportError:  # No flock on this system: no lock.
+    yield
+    return
+  fd = os.open(workdir, os.O_RDONLY)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise WorkdirInUseError(
+          f"workdir={workdir!r} is in use: another process is training in "
+          f"it. Expected one training process per work directory: once that "
+          f"one ends (or is stopped), the same command resumes the "
+          f"run.") from None
+    except OSError as e:  # No flock on folders here (NFS): no lock.
+      logging.warning("workdir=%s cannot be locked (%s): a second process "
+                      "training it would not be stopped.", workdir, e)
+    yield
+  finally:
+    os.close(fd)
+
+
+def _train(held: contextlib.ExitStack, config: Config, workdir: str, verbose,
+           callbacks, train_data, strategy) -> TrainResult:
+  """`train`, the work directory's lock entered into `held`."""
   config.validate()
   data_lib.check_dataset(config)
   check_workdir(config, workdir)
@@ -278,6 +328,11 @@ def train(config: Config, workdir: str, verbose="auto",
   with strategy.scope():
     model = build_model(config, image_shape, means, steps, classes)
   chief = is_chief(strategy)
+  # Only the chief writes, so only the chief locks; a new directory is
+  # locked once it is made.
+  locked = chief and os.path.isdir(workdir)
+  if locked:
+    held.enter_context(_locked(workdir))
 
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   state = callbacks_lib.read_state(checkpoint_dir)
@@ -309,6 +364,8 @@ def train(config: Config, workdir: str, verbose="auto",
   # directory as it was.
   if chief:
     os.makedirs(workdir, exist_ok=True)
+    if not locked:
+      held.enter_context(_locked(workdir))
     files.write_text_atomic(os.path.join(workdir, CONFIG_FILE),
                             config.to_json())
     if found is not None:

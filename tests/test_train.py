@@ -1,4 +1,5 @@
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
@@ -328,6 +329,49 @@ def test_workdir_of_another_configuration_is_refused_untouched(tmp_path):
     run(small_config(epochs=2, update="alternating", k=2), tmp_path)
   assert (tmp_path / "config.json").read_text() == before
   assert callbacks_lib.read_state(str(tmp_path / "checkpoints"))["epoch"] == 1
+
+
+def test_a_run_another_process_trains_is_refused_untouched(
+    tmp_path, monkeypatch, caplog):
+  run(small_config(epochs=1), tmp_path)
+  before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+  # Another process's lock on the folder, as a training process holds it.
+  fd = os.open(tmp_path, os.O_RDONLY)
+  fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  try:
+    with pytest.raises(train_lib.WorkdirInUseError,
+                       match=rf"workdir='{tmp_path}' is in use: another "
+                       r"process is training in it"):
+      run(small_config(epochs=2), tmp_path)
+  finally:
+    os.close(fd)
+  assert {p: p.read_bytes() for p in tmp_path.rglob("*")
+          if p.is_file()} == before
+  # A training process holds the lock until it returns, and no longer.
+  held = []
+
+  class TryTheLock(keras.callbacks.Callback):
+
+    def on_epoch_end(self, epoch, logs=None):
+      fd = os.open(tmp_path, os.O_RDONLY)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append(False)
+      except BlockingIOError:
+        held.append(True)
+      finally:
+        os.close(fd)
+  assert run(small_config(epochs=2), tmp_path,
+             callbacks=[TryTheLock()]).epochs_done == 2
+  assert held == [True]
+  assert run(small_config(epochs=3), tmp_path).epochs_done == 3
+  # Where folders cannot be locked (NFS), training goes on, with a warning.
+
+  def no_flock(*args):
+    raise OSError(9, "Bad file descriptor")
+  monkeypatch.setattr(fcntl, "flock", no_flock)
+  assert run(small_config(epochs=4), tmp_path).epochs_done == 4
+  assert "cannot be locked ([Errno 9] Bad file descriptor)" in caplog.text
 
 
 class StopInFirstEpoch(keras.callbacks.Callback):
