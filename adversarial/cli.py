@@ -93,8 +93,9 @@ def run(main):
   """`absl.app.run(main)`, where a setting found bad after the flags were
   read (`ConfigError`, `app.UsageError`), a dataset TFDS could not prepare
   or a file that could not be read or written ends the process with its
-  message and exit status 1 instead of a traceback. A bad setting prints its message and where help is, as absl
-  does for a flag it cannot parse, not the whole list of flags above it.
+  message and exit status 1 instead of a traceback. A bad setting prints
+  its message and where help is, as absl does for a flag it cannot parse,
+  not the whole list of flags above it.
 
   Logging shows warnings and errors unless --verbosity is given: absl's
   default under `app.run`, INFO, adds TensorFlow's and TFDS's notes (each
