@@ -71,10 +71,9 @@ def _read_json(checkpoint_dir: str, name: str,
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     why = str(e) or type(e).__name__
   if why:
-    raise RunRecordError(
-        f"{path} cannot be read ({why}): expected the JSON object training "
-        f"writes there, with {', '.join(repr(k) for k in fields)}. Restore "
-        f"the file, or train in a new work directory.")
+    raise RunRecordError.of(
+        path, why, f"the JSON object training writes there, with "
+        f"{', '.join(repr(k) for k in fields)}")
   return record
 
 

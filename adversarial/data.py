@@ -410,10 +410,9 @@ class ClusterPrior:
       with np.load(path) as f:
         return cls(f["centres"], f["shares"])
     except Exception as e:  # Whatever a damaged file raises in np.load.
-      raise RunRecordError(
-          f"{path} cannot be read ({type(e).__name__}: {e}): expected the "
-          f"clusters training writes there (centres and shares). Restore "
-          f"the file, or train in a new work directory.") from None
+      raise RunRecordError.of(
+          path, f"{type(e).__name__}: {e}", "the clusters training writes "
+          "there (centres and shares)") from None
 
 
 def _flat_unit(images: np.ndarray) -> np.ndarray:

@@ -23,6 +23,13 @@ class RunRecordError(ValueError):
   damaged after training wrote it, since training replaces each file
   whole."""
 
+  @classmethod
+  def of(cls, path: str, why: str, expected: str) -> "RunRecordError":
+    """The error for the file `path`, naming `why` it cannot be read and
+    what training writes there (`expected`)."""
+    return cls(f"{path} cannot be read ({why}): expected {expected}. "
+               f"Restore the file, or train in a new work directory.")
+
 
 def sync(path: str) -> None:
   """Writes a file's data through to the disk."""

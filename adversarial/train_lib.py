@@ -560,10 +560,9 @@ def _read_config(path: str) -> Config:
   except (OSError, ValueError) as e:
     # ValueError: not JSON (UnicodeDecodeError, JSONDecodeError), or no
     # Config's fields (ConfigError).
-    raise files.RunRecordError(
-        f"{path} cannot be read ({str(e).rstrip('.')}): expected the run's "
-        f"configuration as training writes it (Config.to_json). Restore the "
-        f"file, or train in a new work directory.") from None
+    raise files.RunRecordError.of(
+        path, str(e).rstrip("."), "the run's configuration as training "
+        "writes it (Config.to_json)") from None
 
 
 def check_image_run(config: Config, workdir: str, use: str) -> None:
