@@ -10,9 +10,9 @@ Draws 10,000 samples from G, picks sigma from numpy.logspace(-1, 0, 10)
 log-likelihood of the first 1,000 validation images (MNIST train images
 50,000-50,999 for the paper's split), then prints the mean log-likelihood of
 the test images with its standard error, as Table 1 does, and writes it to
-<workdir>/evaluation.json, the latest evaluation's record, and keeps it in
-<workdir>/evaluations/ under its time and checkpoint, with a grid of 100 of
-the scored samples in <workdir>/evaluation.png. With --draws=N it also
+<workdir>/evaluation.json, the latest evaluation's record, with a grid of
+100 of the scored samples in <workdir>/evaluation.png, and keeps both in
+<workdir>/evaluations/ under its time and checkpoint. With --draws=N it also
 scores N - 1 further draws of samples and prints the spread of the N
 estimates.
 """

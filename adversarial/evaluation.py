@@ -351,7 +351,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   """The Parzen estimate of a run's generator, written to
   `<workdir>/evaluation.json` and kept in `<workdir>/evaluations/`
   (`history_paths`), with 100 of the scored samples, evenly spaced, in
-  `<workdir>/evaluation.png`.
+  `<workdir>/evaluation.png` and beside the kept record.
 
   Args:
     workdir: a training run's directory.
@@ -389,7 +389,9 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
     (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
     of the test images of each label), epoch, checkpoint, time (UTC), path
-    and kept_path (where it was written: `history_paths`), reference
+    and kept_path (where it was written: `history_paths`), samples_png and
+    kept_samples_png (its grid of samples, the latest and the kept one),
+    reference
     (the same estimate with training images as samples) and quality (see
     `quality.QualityResult`) for MNIST; draws (seeds, means and sigmas of
     each draw, their mean and standard deviation) when draws > 1; and
@@ -505,11 +507,13 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   # 100 of the scored samples themselves, evenly spaced (for a conditional
   # model, a row per class): the training's grids show the weight average
   # when there is one, not G as scored here.
-  grid_path = os.path.join(workdir, "evaluation.png")
+  # Kept beside its record too.
   count = min(100, num_samples)
   shown = data_lib.to_unit_range(
       generated[np.arange(count) * num_samples // count], config.g_output)
-  images_lib.write_png(grid_path,
-                       images_lib.grid(shown, rows=math.ceil(count / 10)))
-  result["samples_png"] = grid_path
+  picture = images_lib.grid(shown, rows=math.ceil(count / 10))
+  result["kept_samples_png"] = kept_path.removesuffix(".json") + ".png"
+  result["samples_png"] = os.path.join(workdir, "evaluation.png")
+  for grid_path in (result["kept_samples_png"], result["samples_png"]):
+    images_lib.write_png(grid_path, picture)
   return result

@@ -157,7 +157,7 @@ def test_draws_are_the_estimates_of_successive_seeds(plain_run, mnist_dirs):
 
 def test_each_evaluation_is_kept_and_evaluation_json_is_the_latest(
     plain_run, mnist_dirs):
-  from adversarial import evaluation
+  from adversarial import evaluation, images
   manual, data_dir = mnist_dirs
   kwargs = dict(num_samples=500, num_val=200, num_test=300, reference=False,
                 quality=False, tfds_manual_dir=manual, tfds_data_dir=data_dir)
@@ -175,7 +175,8 @@ def test_each_evaluation_is_kept_and_evaluation_json_is_the_latest(
   # A record as JSON has it (string keys), without the paths added after.
   untracked = lambda r: json.loads(json.dumps(
       {k: v for k, v in r.items()
-       if k not in ("path", "kept_path", "samples_png")}))
+       if k not in ("path", "kept_path", "samples_png",
+                    "kept_samples_png")}))
   # The first record survives the two later evaluations whole.
   assert json.loads(paths[0].read_text()) == untracked(best)
   assert json.loads(paths[1].read_text()) == untracked(last)
@@ -183,6 +184,14 @@ def test_each_evaluation_is_kept_and_evaluation_json_is_the_latest(
   # evaluation.json is the latest.
   assert json.loads((plain_run / "evaluation.json").read_text()) == (
       untracked(again))
+  # So is evaluation.png, and each grid is kept beside its record.
+  grids = [images.read_png(r["kept_samples_png"]) for r in (best, last)]
+  assert [r["kept_samples_png"] for r in (best, last, again)] == [
+      str(p.with_suffix(".png")) for p in paths]
+  assert not np.array_equal(*grids)
+  np.testing.assert_array_equal(
+      images.read_png(str(plain_run / "evaluation.png")),
+      images.read_png(again["kept_samples_png"]))
   # Named by the time (UTC) and the checkpoint.
   stamp = datetime.datetime.fromisoformat(best["time"])
   assert stamp.utcoffset() == datetime.timedelta(0)
