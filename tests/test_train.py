@@ -106,7 +106,6 @@ def test_more_epochs_extend_the_same_run(tmp_path):
   assert again.history == {} and again.initial_epoch == 2
 
 
-
 def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
   run(small_config(epochs=1), tmp_path)
   checkpoints = tmp_path / "checkpoints"
@@ -158,6 +157,7 @@ def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
   config_file.write_text(saved)
   # Put back, the run goes on.
   assert run(small_config(epochs=2), tmp_path).epochs_done == 2
+
 
 def poison(model):
   """Makes D's logit bias NaN: a NaN there reaches the losses on every
