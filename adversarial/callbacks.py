@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adversarial.config import is_integer
 from adversarial import data as data_lib
 from adversarial.files import renamed_into_place
 from adversarial.files import RunRecordError
@@ -42,21 +43,32 @@ def read_state(checkpoint_dir: str) -> Optional[dict]:
   Raises:
     RunRecordError: the record is not one training writes.
   """
-  return _read_record(checkpoint_dir, STATE_FILE, ("epoch", "weights"))
+  return _read_record(checkpoint_dir, STATE_FILE,
+                      {"epoch": "an integer", "weights": "a file name"})
 
 
 def _read_record(checkpoint_dir: str, name: str,
-                 fields: tuple) -> Optional[dict]:
+                 fields: dict) -> Optional[dict]:
   record = _read_json(checkpoint_dir, name, fields)
   if record is not None:
     record["weights"] = os.path.join(checkpoint_dir, record["weights"])
   return record
 
 
+# What each field of a record must be, by the words `_read_json` uses.
+_KINDS = {
+    "an integer": is_integer,
+    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(
+        v, bool),
+    "a file name": lambda v: isinstance(v, str),
+    "a list": lambda v: isinstance(v, list),
+}
+
+
 def _read_json(checkpoint_dir: str, name: str,
-               fields: tuple) -> Optional[dict]:
-  """The JSON object in `checkpoint_dir/name`, which must hold `fields`;
-  None when there is no such file."""
+               fields: dict) -> Optional[dict]:
+  """The JSON object in `checkpoint_dir/name`, which must hold `fields`
+  ({name: kind}, a kind of `_KINDS`); None when there is no such file."""
   path = os.path.join(checkpoint_dir, name)
   if not os.path.exists(path):
     return None
@@ -65,15 +77,18 @@ def _read_json(checkpoint_dir: str, name: str,
       record = json.load(f)
     if isinstance(record, dict):
       missing = [repr(k) for k in fields if k not in record]
-      why = f"it has no {', '.join(missing)}" if missing else None
+      wrong = [f"its {k!r} is {record[k]!r}" for k, kind in fields.items()
+               if k in record and not _KINDS[kind](record[k])]
+      why = (f"it has no {', '.join(missing)}" if missing else
+             "; ".join(wrong) or None)
     else:
       why = "it holds no JSON object"
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     why = str(e) or type(e).__name__
   if why:
     raise RunRecordError.of(
-        path, why, f"the JSON object training writes there, with "
-        f"{', '.join(repr(k) for k in fields)}")
+        path, why, "the JSON object training writes there, with " +
+        ", ".join(f"{k!r} ({kind})" for k, kind in fields.items()))
   return record
 
 
@@ -268,7 +283,7 @@ def read_restarts(checkpoint_dir: str) -> list:
   collapsed epoch, 'd_fake': its mean D(G(z)), 'back_to': the epoch gone
   back to (0: the start), 'val_parzen': the best checkpoint's score when
   that was where it went}, ...]."""
-  record = _read_json(checkpoint_dir, RESTARTS_FILE, ("restarts",))
+  record = _read_json(checkpoint_dir, RESTARTS_FILE, {"restarts": "a list"})
   return [] if record is None else record["restarts"]
 
 
@@ -392,4 +407,5 @@ def read_best(checkpoint_dir: str) -> Optional[dict]:
     RunRecordError: the record is not one training writes.
   """
   return _read_record(checkpoint_dir, BEST_FILE,
-                      ("epoch", "val_parzen", "weights"))
+                      {"epoch": "an integer", "val_parzen": "a number",
+                       "weights": "a file name"})

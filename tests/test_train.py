@@ -115,12 +115,15 @@ def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
   # The record training writes, cut short or missing a field.
   for text, why in (('{"epoch": 1, "wei', r"Unterminated string"),
                     ('{"epoch": 1}', r"it has no 'weights'"),
+                    ('{"epoch": "1", "weights": "epoch-0001.weights.h5"}',
+                     r"its 'epoch' is '1'"),
                     ("[1]", r"it holds no JSON object")):
     state.write_text(text)
     with pytest.raises(files.RunRecordError,
                        match=rf"state.json cannot be read \({why}.*\): "
                        r"expected the JSON object training writes there, "
-                       r"with 'epoch', 'weights'"):
+                       r"with 'epoch' \(an integer\), 'weights' \(a file "
+                       r"name\)"):
       run(small_config(epochs=2), tmp_path)
     assert state.read_text() == text
   state.write_text(record)
