@@ -388,14 +388,13 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   Returns:
     The JSON record: mean, stderr, sigma, num_samples, num_test, validation
     (mean log-likelihood per sigma), seconds, by_class (mean log-likelihood
-    of the test images of each label), epoch, checkpoint, time (UTC), path
-    and kept_path (where it was written: `history_paths`), samples_png and
-    kept_samples_png (its grid of samples, the latest and the kept one),
-    reference
-    (the same estimate with training images as samples) and quality (see
-    `quality.QualityResult`) for MNIST; draws (seeds, means and sigmas of
-    each draw, their mean and standard deviation) when draws > 1; and
-    samples_png, the grid's path.
+    of the test images of each label), epoch, checkpoint, time (UTC),
+    reference (the same estimate with training images as samples) and
+    quality (see `quality.QualityResult`) for MNIST; draws (seeds, means and
+    sigmas of each draw, their mean and standard deviation) when draws > 1;
+    and, added after it was written, path and kept_path (where it was
+    written: `history_paths`), samples_png and kept_samples_png (its grid of
+    samples, the latest and the one kept beside the record).
   """
   import json
 
@@ -506,8 +505,7 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   result["path"], result["kept_path"] = path, kept_path
   # 100 of the scored samples themselves, evenly spaced (for a conditional
   # model, a row per class): the training's grids show the weight average
-  # when there is one, not G as scored here.
-  # Kept beside its record too.
+  # when there is one, not G as scored here. Kept beside its record too.
   count = min(100, num_samples)
   shown = data_lib.to_unit_range(
       generated[np.arange(count) * num_samples // count], config.g_output)
