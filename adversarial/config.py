@@ -227,6 +227,20 @@ class Config:
     Returns:
       self, so that `Config(...).validate()` can be chained.
     """
+    try:
+      self._check_values()
+      failed = None
+    except (TypeError, AttributeError) as e:
+      # A value of another kind (a string for a number, say) that a check
+      # could not use: `check_kinds` names it with its field's kind.
+      failed = e
+    self.check_kinds()
+    if failed:
+      raise failed
+    return self
+
+  def _check_values(self) -> None:
+    """`validate`'s checks of the values, each with its own message."""
     _one_of("architecture", self.architecture, ARCHITECTURES)
     _one_of("prior", self.prior, PRIORS)
     _one_of("update", self.update, UPDATES)
@@ -389,6 +403,31 @@ class Config:
       raise ConfigError(
           f"architecture={self.architecture!r} is not accepted for "
           f"dataset={self.dataset!r}: the 1-D toy data takes 'mlp'.")
+
+  def check_kinds(self) -> "Config":
+    """Checks that each field holds a value of its kind (a bool, an
+    integer, a number, a string, a tuple of integers, or None where the
+    field is optional); raises `ConfigError` naming the first that does
+    not. `validate` ends with it, and `from_dict` runs it alone, so that a
+    saved configuration is read as it was written.
+
+    Returns:
+      self.
+    """
+    defaults = Config()
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      optional = "Optional" in str(field.type)
+      if value is None and optional:
+        continue
+      default = getattr(defaults, field.name)
+      kind = _field_kind(field.name, default)
+      if not _is_kind(kind, value):
+        raise ConfigError(
+            f"{field.name}={value!r} is not accepted: expected "
+            f"{_KIND_WORDS[kind]}"
+            + (f" such as {default!r}" if default is not None else "")
+            + (" (or None)" if optional else "") + ".")
     return self
 
   def reads_original_order(self) -> bool:
@@ -436,7 +475,7 @@ class Config:
       if isinstance(value, list):
         value = tuple(value)
       fixed[name] = value
-    return cls(**fixed)
+    return cls(**fixed).check_kinds()
 
   @classmethod
   def from_json(cls, text: str) -> "Config":
@@ -654,6 +693,24 @@ def _field_kind(name: str, default) -> str:
   if isinstance(default, float):
     return "float"
   return "str"
+
+
+_KIND_WORDS = {"bool": "a bool", "ints": "a tuple of integers",
+               "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def _is_kind(kind: str, value: Any) -> bool:
+  """Whether `value` is a value of a field of `kind` (`_field_kind`)."""
+  if kind == "bool":
+    return isinstance(value, bool)
+  if kind == "ints":
+    return isinstance(value, tuple) and all(is_integer(v) for v in value)
+  if kind == "int":
+    return is_integer(value)
+  if kind == "float":
+    return (isinstance(value, numbers.Real) and
+            not isinstance(value, bool))
+  return isinstance(value, str)
 
 
 def _value_words(kind: str, default) -> str:

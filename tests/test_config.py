@@ -193,6 +193,38 @@ def test_the_strategy_may_change_when_a_run_resumes():
   assert "precision" in a.differences(a.override(precision="mixed_bfloat16"))
 
 
+# A value of another kind than its field's, given in Python or read from a
+# saved config.json, is named with the kind the field takes.
+@pytest.mark.parametrize("name,value,message", [
+    ("learning_rate", "0.1", "learning_rate='0.1' is not accepted: expected "
+     "a number such as 0.1."),
+    ("conditional", 1, "conditional=1 is not accepted: expected a bool "
+     "such as False."),
+    ("g_hidden", (8, 1.5), "g_hidden=(8, 1.5) is not accepted: expected a "
+     "tuple of integers such as (1200, 1200)."),
+    ("steps_per_epoch", 2.0, "steps_per_epoch=2.0 is not accepted: expected "
+     "an integer (or None)."),
+    ("val_split", 3, "val_split=3 is not accepted: expected a string such "
+     "as 'train[50000:]' (or None)."),
+    ("dataset", None, "dataset=None is not accepted: expected a string "
+     "such as 'mnist'."),
+    ("mask_kinds", 3, "mask_kinds=3 is not accepted: expected a string "
+     "such as 'pixels,block,half,all'."),
+])
+def test_a_value_of_another_kind_is_named(name, value, message):
+  with pytest.raises(ConfigError) as e:
+    Config(**{name: value}).validate()
+  # `validate` may name it with its field's own check.
+  assert str(e.value).startswith(f"{name}={value!r} is not accepted: ")
+  saved = json.loads(config_lib.PAPER_MNIST.to_json())
+  saved[name] = value
+  with pytest.raises(ConfigError) as e:
+    Config.from_json(json.dumps(saved))
+  assert str(e.value) == message
+  # An integer is a number; None is taken where the field is optional.
+  assert Config(learning_rate=1, steps_per_epoch=None).validate()
+
+
 def test_numpy_numbers_are_taken_and_saved_as_plain_numbers():
   config = Config(batch_size=np.int64(50), learning_rate=np.float32(0.25),
                   g_hidden=(np.int32(16), 8)).validate()

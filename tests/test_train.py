@@ -147,7 +147,9 @@ def test_a_damaged_record_of_a_run_is_named_and_left_as_it_is(tmp_path):
   saved = config_file.read_text()
   for text, why in ((saved[:40], r".+"),
                     ('{"bogus": 1}', r"unknown config fields \['bogus'\]"),
-                    ("[1]", r"list \[1\] is not accepted")):
+                    ("[1]", r"list \[1\] is not accepted"),
+                    (json.dumps(dict(json.loads(saved), seed="3")),
+                     r"seed='3' is not accepted: expected an integer")):
     config_file.write_text(text)
     for act in (lambda: run(small_config(epochs=2), tmp_path),
                 lambda: train_lib.restore(str(tmp_path))):
