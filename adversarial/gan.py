@@ -175,6 +175,19 @@ def _per_replica(loss):
   return loss if n == 1 else loss / float(n)
 
 
+def _check_image_dtype(images) -> None:
+  """Refuses images of an integer dtype (uint8 pixels, as
+  keras.datasets.mnist gives them): D would judge 0-255 against G's 0-1
+  and learn nothing but the scale."""
+  dtype = tf.as_dtype(images.dtype)
+  if not dtype.is_floating:
+    raise ValueError(
+        f"images of dtype {dtype.name} are not accepted: expected floating-"
+        f"point images in the range of G's output, [0, 1] for its sigmoid "
+        f"(uint8 pixels divided by 255, e.g. images.astype('float32') / "
+        f"255).")
+
+
 @keras.saving.register_keras_serializable(package="adversarial")
 class GAN(keras.Model):
   """A generator and a discriminator trained against each other by `fit()`.
@@ -566,6 +579,7 @@ class GAN(keras.Model):
 
   def train_step(self, data):
     images, source = self._unpack(data)
+    _check_image_dtype(images)
     cond = self._condition(images, source)
     if self.update == "simultaneous":
       return self._simultaneous_step(images, cond)
@@ -651,6 +665,7 @@ class GAN(keras.Model):
 
   def test_step(self, data):
     images, source = self._unpack(data)
+    _check_image_dtype(images)
     cond = self._condition(images, source)
     batch_size = tf.shape(images)[0]
     fake_logits = self._logits(

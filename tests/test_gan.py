@@ -87,6 +87,21 @@ def test_batch_of_unknown_size_is_checked_when_the_step_runs():
   assert not any(changed(before, weights(gan)))
 
 
+def test_images_of_an_integer_dtype_are_refused():
+  # uint8 pixels, as keras.datasets gives them, against G's [0, 1].
+  gan = make_gan()
+  pixels = (images(8) * 255).astype(np.uint8)
+  before = weights(gan)
+  for step in (lambda: gan.fit(pixels, batch_size=8, verbose=0),
+               lambda: gan.evaluate(pixels, batch_size=8, verbose=0)):
+    with pytest.raises(ValueError, match=r"images of dtype uint8 are not "
+                       r"accepted: expected floating-point images .*/ 255"):
+      step()
+  assert not any(changed(before, weights(gan)))
+  gan.fit(pixels.astype(np.float32) / 255, batch_size=8, verbose=0)
+  assert int(gan.d_optimizer.iterations) == 1
+
+
 def test_simultaneous_moves_both_nets_once_per_step():
   gan = make_gan()
   gan.train_on_batch(images())
