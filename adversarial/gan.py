@@ -310,7 +310,9 @@ class GAN(keras.Model):
 
   def compile(self, d_optimizer="sgd", g_optimizer="sgd", **kwargs):
     """Sets each net's optimiser; other arguments go to `keras.Model.compile`
-    (`jit_compile=True` for XLA, `run_eagerly=True` to debug).
+    (`jit_compile=True` for XLA, `run_eagerly=True` to debug), except
+    `optimizer`, `loss` and `metrics` (and their weighted forms), which the
+    game's steps would never use: they raise ValueError.
 
     Both optimisers are built here, on their own net's variables, so that
     checkpoints and `load_weights` find their slots before the first step.
@@ -326,8 +328,21 @@ class GAN(keras.Model):
             f"subclassed model makes its weights when first called, so call "
             f"it once on a batch of its inputs before compile), since each "
             f"optimiser is built here on its net's weights.")
-    kwargs.setdefault("optimizer", None)
-    super().compile(**kwargs)
+    if "optimizer" in kwargs:
+      raise ValueError(
+          f"optimizer={kwargs['optimizer']!r} is not accepted: each net has "
+          f"its own optimiser; expected d_optimizer=... and g_optimizer=... "
+          f"(two objects, or two names such as 'adam').")
+    taken = sorted(set(kwargs) & {"loss", "loss_weights", "metrics",
+                                  "weighted_metrics"})
+    if taken:
+      raise ValueError(
+          f"{', '.join(f'{k}={kwargs[k]!r}' for k in taken)} is not "
+          f"accepted: the game has its own losses (the GAN's g_loss and "
+          f"label_smoothing set them) and metrics (d_loss, g_loss, d_real, "
+          f"d_fake); expected d_optimizer, g_optimizer and Keras's other "
+          f"compile arguments (jit_compile, steps_per_execution, ...).")
+    super().compile(optimizer=None, **kwargs)
     self.d_optimizer = self._with_loss_scaling(
         keras.optimizers.get(d_optimizer))
     self.g_optimizer = self._with_loss_scaling(

@@ -406,6 +406,23 @@ def test_bad_arguments_are_named(kwargs, message):
     gan_lib.GAN(gan.generator, gan.discriminator, **kwargs)
 
 
+# One optimiser for both nets, or a loss or metric of Keras's own, would be
+# taken and never used by the game's steps.
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(optimizer="adam"), r"optimizer='adam' is not accepted: each net "
+     r"has its own optimiser; expected d_optimizer=... and g_optimizer="),
+    (dict(loss="mse"), r"loss='mse' is not accepted: the game has its own "
+     r"losses"),
+    (dict(d_optimizer="sgd", g_optimizer="sgd", metrics=["accuracy"]),
+     r"metrics=\['accuracy'\] is not accepted"),
+])
+def test_compile_arguments_the_game_would_not_use_are_refused(kwargs,
+                                                              message):
+  gan = make_gan()
+  with pytest.raises(ValueError, match=message):
+    gan_lib.GAN(gan.generator, gan.discriminator).compile(**kwargs)
+
+
 def test_weight_average_follows_g_and_never_feeds_back():
   plain, averaged = make_gan(), make_gan(ema_decay=0.9)
   e0 = weights(averaged.ema_generator)
