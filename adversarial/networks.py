@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial import rng
-from adversarial.config import Config
+from adversarial.config import TOY_DATASETS, Config, is_integer
 
 
 @keras.saving.register_keras_serializable(package="adversarial")
@@ -402,7 +402,22 @@ def build_networks(config: Config, image_shape: Sequence[int],
 
   Returns:
     (generator, discriminator), each a functional `keras.Model`.
+
+  Raises:
+    ConfigError: a bad value in `config` (`Config.validate`).
+    ValueError: `image_shape` is not three positive integers, or (1,)
+      for the 1-D toy data.
   """
+  config.validate()
+  toy = config.dataset in TOY_DATASETS
+  if (len(tuple(image_shape)) != (1 if toy else 3) or
+      not all(is_integer(n) and n > 0 for n in image_shape) or
+      toy and tuple(image_shape) != (1,)):
+    raise ValueError(
+        f"image_shape={tuple(image_shape)!r} is not accepted: expected "
+        + (f"(1,) for dataset={config.dataset!r}, the 1-D toy data."
+           if toy else "(height, width, channels), three positive integers, "
+           "such as (28, 28, 1) for MNIST."))
   # Layers take their dtype policy when they are made: build under the
   # run's precision, then leave the global policy as it was.
   previous = keras.config.dtype_policy()

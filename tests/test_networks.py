@@ -100,6 +100,20 @@ def test_conv_pair_rejects_indivisible_images():
     networks.build_networks(config, (28, 28, 1))
 
 
+@pytest.mark.parametrize("changes,shape,message", [
+    ({}, (28, 28), r"image_shape=\(28, 28\) is not accepted: expected "
+     r"\(height, width, channels\)"),
+    ({}, (0, 28, 1), r"image_shape=\(0, 28, 1\) is not accepted"),
+    ({}, (28.0, 28, 1), r"image_shape=\(28.0, 28, 1\) is not accepted"),
+    (dict(dataset="toy_gaussian"), (28, 28, 1), r"expected \(1,\) for "
+     r"dataset='toy_gaussian'"),
+    (dict(g_hidden=[16]), (28, 28, 1), r"g_hidden=\[16\] is not accepted"),
+])
+def test_bad_shapes_and_configurations_are_named(changes, shape, message):
+  with pytest.raises(ValueError, match=message):
+    networks.build_networks(small_config(**changes), shape)
+
+
 def test_sizes_are_parameters():
   config = small_config(g_hidden=(7, 9), d_hidden=(5,), d_pieces=3,
                         g_activation="tanh")
