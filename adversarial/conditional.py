@@ -153,7 +153,15 @@ class ConditionalGAN(GAN):
     check_sampling(num_samples, seed, batch_size)
     if labels is None:
       labels = self.default_labels(num_samples)
-    labels = np.asarray(labels, np.int64).reshape(-1)
+    given = np.asarray(labels).reshape(-1)
+    if given.size and not (np.issubdtype(given.dtype, np.integer) or
+                           np.issubdtype(given.dtype, np.floating) and
+                           np.all(given == np.round(given))):
+      raise ValueError(
+          f"labels of dtype {given.dtype} ({given[:4].tolist()}"
+          f"{'...' if given.size > 4 else ''}) are not accepted: expected "
+          f"integer labels in [0, {self.num_classes}), one per sample.")
+    labels = given.astype(np.int64)
     if len(labels) != num_samples:
       raise ValueError(f"{len(labels)} labels for num_samples={num_samples}: "
                        f"expected one label per sample.")

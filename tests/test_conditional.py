@@ -100,6 +100,14 @@ def test_default_labels_give_one_row_per_class_and_bad_labels_are_named():
     model.generate(2, labels=[1, 10])
   with pytest.raises(ValueError, match="one label per sample"):
     model.generate(3, labels=[1, 2])
+  # Labels that are not whole numbers are refused, not truncated.
+  for labels in ([1.5, 2], [np.nan, 2], ["a", "b"], [True, False]):
+    with pytest.raises(ValueError, match=r"labels of dtype \S+ \(\[.*\]\) "
+                       r"are not accepted: expected integer labels in "
+                       r"\[0, 10\)"):
+      model.generate(2, labels=labels)
+  np.testing.assert_array_equal(model.generate(2, labels=[3.0, 4.0]),
+                                model.generate(2, labels=[3, 4]))
 
 
 def test_labels_in_shares_follow_the_shares_in_blocks():

@@ -73,6 +73,12 @@ def test_completion_keeps_the_visible_pixels_and_fills_the_rest():
   np.testing.assert_array_equal(a, model.complete(x, m, seed=0))
   with pytest.raises(ValueError, match="one \\[H, W, 1\\] mask"):
     model.complete(x, m[:3], seed=0)
+  # A mask is 1 or 0 on each pixel: filled in or visible.
+  for value in (0.5, np.nan):
+    with pytest.raises(ValueError, match=f"masks holding {value!r} are not "
+                       f"accepted: expected 1 on the pixels to fill in"):
+      model.complete(x, np.where(m == 1, value, 0.0), seed=0)
+  np.testing.assert_array_equal(a, model.complete(x, m.astype(bool), seed=0))
 
 
 def test_packing_is_refused_when_built_by_hand():
