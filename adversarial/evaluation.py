@@ -62,10 +62,20 @@ def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
   return values
 
 
+_OTHER = {"points": "samples", "samples": "points"}
+
+
 def _points(name: str, values, dtype) -> np.ndarray:
-  """`values` as [n, d] of `dtype`, refused where there are none or any is
-  not finite (a NaN would make every estimate NaN)."""
-  values = np.asarray(values, dtype)
+  """`values` as [n, d] of `dtype`, refused where there are none, any is
+  not finite (a NaN would make every estimate NaN), or they are integers
+  (uint8 pixels: 0-255 against a generator's 0-1)."""
+  given = np.asarray(values)
+  if not np.issubdtype(given.dtype, np.floating):
+    raise ValueError(
+        f"{name} of dtype {given.dtype} are not accepted: expected floating-"
+        f"point values on one scale with the {_OTHER[name]}, such as images "
+        f"in [0, 1] (uint8 pixels divided by 255).")
+  values = given.astype(dtype)
   if values.ndim < 2 or not len(values) or not values[0].size:
     raise ValueError(f"{name} of shape {values.shape} are not accepted: "
                      f"expected [n, ...] with n >= 1 points of at least one "

@@ -410,11 +410,14 @@ def build_networks(config: Config, image_shape: Sequence[int],
   """
   config.validate()
   toy = config.dataset in TOY_DATASETS
-  if (len(tuple(image_shape)) != (1 if toy else 3) or
-      not all(is_integer(n) and n > 0 for n in image_shape) or
-      toy and tuple(image_shape) != (1,)):
+  shape = tuple(image_shape)
+  if toy:
+    fits = shape == (1,)
+  else:
+    fits = len(shape) == 3 and all(is_integer(n) and n > 0 for n in shape)
+  if not fits:
     raise ValueError(
-        f"image_shape={tuple(image_shape)!r} is not accepted: expected "
+        f"image_shape={shape!r} is not accepted: expected "
         + (f"(1,) for dataset={config.dataset!r}, the 1-D toy data."
            if toy else "(height, width, channels), three positive integers, "
            "such as (28, 28, 1) for MNIST."))

@@ -116,6 +116,14 @@ def test_bad_input_is_named():
   with pytest.raises(ValueError, match=r"samples hold values that are not "
                      r"finite \(the first in row 2\): expected finite"):
     evaluation.parzen_estimate(samples, np.zeros((2, 3)), np.zeros((2, 3)))
+  # uint8 pixels would be scored on 0-255 against samples on 0-1.
+  with pytest.raises(ValueError, match=r"points of dtype uint8 are not "
+                     r"accepted: expected floating-point values on one scale "
+                     r"with the samples"):
+    evaluation.parzen_log_likelihoods(np.zeros((2, 3), np.uint8),
+                                      np.zeros((2, 3)), [0.1])
+  with pytest.raises(ValueError, match=r"samples of dtype int64"):
+    evaluation.parzen_log_likelihoods(np.zeros((2, 3)), [[0, 1, 0]], [0.1])
 
 
 def test_the_monitor_gives_no_score_to_samples_that_are_not_finite():
