@@ -84,6 +84,29 @@ def build_classifier(seed: int = 0) -> keras.Model:
   return keras.Model(x, logits, name="mnist_classifier")
 
 
+def _check_pixels(**arrays) -> None:
+  """Refuses real images (each named by its keyword) that are not uint8:
+  they are divided by 255 here, where the samples, already in [0, 1], are
+  not. Images in [0, 1] would be scored as near-black."""
+  for name, values in arrays.items():
+    dtype = np.asarray(values).dtype
+    if dtype != np.uint8:
+      raise ValueError(
+          f"{name} of dtype {dtype} are not accepted: expected the uint8 "
+          f"pixels (0-255) of real images, as the package's data reads "
+          f"them; the generator's samples are the ones in [0, 1].")
+
+
+def _check_samples(samples) -> None:
+  """Refuses samples that are not floats in G's [0, 1] (uint8 pixels)."""
+  dtype = np.asarray(samples).dtype
+  if not np.issubdtype(dtype, np.floating):
+    raise ValueError(
+        f"samples of dtype {dtype} are not accepted: expected floating-point "
+        f"samples in [0, 1], as the generator gives them (uint8 pixels "
+        f"divided by 255).")
+
+
 def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 3,
                      seed: int = 0) -> keras.Model:
   """Fits `build_classifier` to uint8 images [N, 28, 28, 1] and labels."""
@@ -92,6 +115,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 3,
   model.compile(optimizer=keras.optimizers.Adam(1e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(
                     from_logits=True), metrics=["accuracy"])
+  _check_pixels(images=images)
   x = images.astype(np.float32) / 255.0
   model.fit(x, labels, batch_size=128, epochs=epochs, verbose=0,
             shuffle=True)
@@ -224,6 +248,7 @@ def nearest_test_distances(train: np.ndarray, test: np.ndarray,
   (10,000 test images against 50,000 training images take 7-8.5 s on 2
   cores); a file that is unreadable or of another length is computed again.
   """
+  _check_pixels(train=train, test=test)
   unit = lambda images: np.asarray(images, np.float32) / 255.0
   compute = lambda: nearest_distances(unit(test), unit(train))[0]
   if cache_dir is None:
@@ -374,6 +399,8 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   them again when several sets of samples are scored against the same
   images; when None, they are computed for the test images scored.
   """
+  _check_samples(samples)
+  _check_pixels(train=train, test=test)
   if test_distances is not None and len(test_distances) != len(test):
     raise ValueError(f"test_distances has {len(test_distances)} rows: "
                      f"expected one for each of the {len(test)} test "

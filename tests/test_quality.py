@@ -152,6 +152,26 @@ def mnist(mnist_dirs):
   return classifier, train, test
 
 
+def test_images_on_the_wrong_scale_are_named():
+  # Real images are uint8 pixels, divided by 255 here; samples are in
+  # [0, 1] already. Either given as the other would score nonsense.
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
+  unit = pixels.astype(np.float32) / 255
+  with pytest.raises(ValueError, match=r"test of dtype float32 are not "
+                     r"accepted: expected the uint8 pixels \(0-255\)"):
+    quality.nearest_test_distances(pixels, unit)
+  with pytest.raises(ValueError, match=r"samples of dtype uint8 are not "
+                     r"accepted: expected floating-point samples in "
+                     r"\[0, 1\]"):
+    quality.sample_quality(None, pixels, pixels, pixels)
+  with pytest.raises(ValueError, match=r"train of dtype float32"):
+    quality.sample_quality(None, unit, unit, pixels)
+  with pytest.raises(ValueError, match=r"images of dtype float32"):
+    quality.train_classifier(unit, np.arange(4), epochs=1)
+  quality.nearest_test_distances(pixels, pixels)
+
+
 def test_scores_tell_real_digits_noise_and_copies_apart(mnist, mnist_dirs):
   classifier, train, test = mnist
   unit = lambda x: x.astype(np.float32) / 255.0
