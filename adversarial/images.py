@@ -26,7 +26,13 @@ def grid(images: np.ndarray, rows: Optional[int] = None,
   Returns:
     uint8 [rows * (H + pad) + pad, cols * (W + pad) + pad, C].
   """
-  images = np.asarray(images, np.float32)
+  given = np.asarray(images)
+  if not np.issubdtype(given.dtype, np.floating):
+    # uint8 pixels would all clip to white.
+    raise ValueError(f"images of dtype {given.dtype} are not accepted: "
+                     f"expected floats in [0, 1] (uint8 pixels divided by "
+                     f"255).")
+  images = given.astype(np.float32)
   if images.ndim != 4 or not len(images):
     raise ValueError(f"images of shape {images.shape} are not accepted: "
                      f"expected [N, H, W, C] with N >= 1.")
