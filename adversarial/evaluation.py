@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial import data as data_lib
+from adversarial import images as images_lib
 from adversarial import quality as quality_lib
 
 PAPER_SIGMAS = tuple(float(s) for s in np.logspace(-1, 0, 10))
@@ -70,11 +71,8 @@ def _points(name: str, values, dtype) -> np.ndarray:
   not finite (a NaN would make every estimate NaN), or they are integers
   (uint8 pixels: 0-255 against a generator's 0-1)."""
   given = np.asarray(values)
-  if not np.issubdtype(given.dtype, np.floating):
-    raise ValueError(
-        f"{name} of dtype {given.dtype} are not accepted: expected floating-"
-        f"point values on one scale with the {_OTHER[name]}, such as images "
-        f"in [0, 1] (uint8 pixels divided by 255).")
+  images_lib.check_floats(given, name, f"values on one scale with the "
+                          f"{_OTHER[name]}, such as images in [0, 1]")
   values = given.astype(dtype)
   if values.ndim < 2 or not len(values) or not values[0].size:
     raise ValueError(f"{name} of shape {values.shape} are not accepted: "
@@ -408,7 +406,6 @@ def evaluate_workdir(workdir: str, checkpoint: str = "best",
   """
   import json
 
-  from adversarial import images as images_lib
   from adversarial import train_lib
   from adversarial.files import write_text_atomic, write_text_new
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 from adversarial import losses
 from adversarial import rng
 from adversarial.config import is_integer, PRIORS, UPDATES
+from adversarial.images import check_floats
 
 SQRT3 = math.sqrt(3.0)
 
@@ -179,13 +180,8 @@ def _check_image_dtype(images) -> None:
   """Refuses images of an integer dtype (uint8 pixels, as
   keras.datasets.mnist gives them): D would judge 0-255 against G's 0-1
   and learn nothing but the scale."""
-  dtype = tf.as_dtype(images.dtype)
-  if not dtype.is_floating:
-    raise ValueError(
-        f"images of dtype {dtype.name} are not accepted: expected floating-"
-        f"point images in the range of G's output, [0, 1] for its sigmoid "
-        f"(uint8 pixels divided by 255, e.g. images.astype('float32') / "
-        f"255).")
+  check_floats(images, what="images in the range of G's output, [0, 1] "
+               "for its sigmoid")
 
 
 @keras.saving.register_keras_serializable(package="adversarial")

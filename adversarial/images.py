@@ -13,6 +13,22 @@ from adversarial.config import is_integer
 from adversarial.files import renamed_into_place
 
 
+def check_floats(values, name: str = "images",
+                 what: str = "images in [0, 1]") -> None:
+  """Raises ValueError where `values` (an array or a tensor) is not of a
+  floating-point dtype: uint8 pixels, 0-255, where `what` is on G's scale
+  (0-1 for its sigmoid) would be judged, scored or drawn 255-fold."""
+  dtype = values.dtype
+  if hasattr(dtype, "is_floating"):  # A TensorFlow dtype.
+    floating = dtype.is_floating
+  else:
+    floating = np.issubdtype(dtype, np.floating)
+  if not floating:
+    raise ValueError(f"{name} of dtype {getattr(dtype, 'name', dtype)} are "
+                     f"not accepted: expected floating-point {what} (uint8 "
+                     f"pixels divided by 255).")
+
+
 def grid(images: np.ndarray, rows: Optional[int] = None,
          pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
   """Tiles images into one picture.
@@ -27,11 +43,7 @@ def grid(images: np.ndarray, rows: Optional[int] = None,
     uint8 [rows * (H + pad) + pad, cols * (W + pad) + pad, C].
   """
   given = np.asarray(images)
-  if not np.issubdtype(given.dtype, np.floating):
-    # uint8 pixels would all clip to white.
-    raise ValueError(f"images of dtype {given.dtype} are not accepted: "
-                     f"expected floats in [0, 1] (uint8 pixels divided by "
-                     f"255).")
+  check_floats(given)  # uint8 pixels would all clip to white.
   images = given.astype(np.float32)
   if images.ndim != 4 or not len(images):
     raise ValueError(f"images of shape {images.shape} are not accepted: "

@@ -45,6 +45,7 @@ import tensorflow as tf
 from adversarial import data as data_lib
 from adversarial.files import (arrays_digest, kept, renamed_into_place,
                                savez_atomic)
+from adversarial.images import check_floats
 
 # What the classifier is trained on, the same for every run: the paper's
 # training images. The cache's name says so, so a classifier fitted to
@@ -95,16 +96,6 @@ def _check_pixels(**arrays) -> None:
           f"{name} of dtype {dtype} are not accepted: expected the uint8 "
           f"pixels (0-255) of real images, as the package's data reads "
           f"them; the generator's samples are the ones in [0, 1].")
-
-
-def _check_samples(samples) -> None:
-  """Refuses samples that are not floats in G's [0, 1] (uint8 pixels)."""
-  dtype = np.asarray(samples).dtype
-  if not np.issubdtype(dtype, np.floating):
-    raise ValueError(
-        f"samples of dtype {dtype} are not accepted: expected floating-point "
-        f"samples in [0, 1], as the generator gives them (uint8 pixels "
-        f"divided by 255).")
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 3,
@@ -399,7 +390,8 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   them again when several sets of samples are scored against the same
   images; when None, they are computed for the test images scored.
   """
-  _check_samples(samples)
+  check_floats(np.asarray(samples), "samples",
+               "samples in [0, 1], as the generator gives them")
   _check_pixels(train=train, test=test)
   if test_distances is not None and len(test_distances) != len(test):
     raise ValueError(f"test_distances has {len(test_distances)} rows: "

@@ -95,7 +95,8 @@ def test_images_of_an_integer_dtype_are_refused():
   for step in (lambda: gan.fit(pixels, batch_size=8, verbose=0),
                lambda: gan.evaluate(pixels, batch_size=8, verbose=0)):
     with pytest.raises(ValueError, match=r"images of dtype uint8 are not "
-                       r"accepted: expected floating-point images .*/ 255"):
+                       r"accepted: expected floating-point images .* "
+                       r"divided by 255"):
       step()
   assert not any(changed(before, weights(gan)))
   gan.fit(pixels.astype(np.float32) / 255, batch_size=8, verbose=0)

@@ -27,7 +27,7 @@ def test_grid_tiles_images_row_by_row():
     (np.zeros((4, 2, 2, 1)), 1.5, r"rows=1.5 is not accepted"),
     # uint8 pixels would all clip to white.
     (np.full((4, 2, 2, 1), 128, np.uint8), None, r"images of dtype uint8 "
-     r"are not accepted: expected floats in \[0, 1\]"),
+     r"are not accepted: expected floating-point images in \[0, 1\]"),
 ])
 def test_grid_names_what_it_cannot_tile(tiles, rows, message):
   with pytest.raises(ValueError, match=message):
