@@ -15,10 +15,13 @@ from adversarial.files import renamed_into_place
 
 def check_floats(values, name: str = "images",
                  what: str = "images in [0, 1]") -> None:
-  """Raises ValueError where `values` (an array or a tensor) is not of a
-  floating-point dtype: uint8 pixels, 0-255, where `what` is on G's scale
-  (0-1 for its sigmoid) would be judged, scored or drawn 255-fold."""
-  dtype = values.dtype
+  """Raises ValueError where `values` (an array, a tensor, or what
+  np.asarray takes) is not of a floating-point dtype: uint8 pixels, 0-255,
+  where `what` is on G's scale (0-1 for its sigmoid) would be judged,
+  scored or drawn 255-fold."""
+  dtype = getattr(values, "dtype", None)
+  if dtype is None:
+    dtype = np.asarray(values).dtype
   if hasattr(dtype, "is_floating"):  # A TensorFlow dtype.
     floating = dtype.is_floating
   else:

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.config import is_integer
+from adversarial.images import check_floats
 
 
 def hidden_layers(discriminator: keras.Model) -> list:
@@ -46,6 +47,8 @@ def discriminator_features(discriminator: keras.Model, images: np.ndarray,
   if len(discriminator.inputs) != 1:
     raise ValueError("a conditional discriminator is not accepted: expected "
                      "the D of an unconditional run, which sees images alone.")
+  check_floats(images, what="images in G's output range ([0, 1] for its "
+               "sigmoid), as D saw them in training")
   expected = tuple(discriminator.inputs[0].shape[1:])
   if tuple(np.shape(images)[1:]) != expected:
     raise ValueError(

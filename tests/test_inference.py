@@ -72,6 +72,19 @@ def test_best_of_random_is_the_nearest_sample():
                                     num_candidates=0)
   with pytest.raises(ValueError, match="0 test images .* not accepted"):
     inference.reconstruction_scores(model, encoder, x[:0], x.mean(0))
+  # uint8 pixels against G's [0, 1], wherever images are given.
+  pixels = (x * 255).astype(np.uint8)
+  for act in (lambda: inference.best_of_random(model, pixels, 50),
+              lambda: inference.reconstruct(model, encoder, pixels),
+              lambda: inference.reconstruction_scores(model, encoder, pixels,
+                                                      x.mean(0), 50),
+              lambda: inference.fit_encoder(model, encoder, steps=1,
+                                            real_images=pixels,
+                                            pixel_weight=1.0)):
+    with pytest.raises(ValueError, match=r"of dtype uint8 are not accepted: "
+                       r"expected floating-point images in G's output "
+                       r"range"):
+      act()
 
 
 def test_conditional_models_are_refused():

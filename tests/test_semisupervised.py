@@ -62,6 +62,11 @@ def test_features_are_the_hidden_layers_of_d():
                                       (28, 28, 1), None, 3, num_classes=10)
   with pytest.raises(ValueError, match="conditional discriminator"):
     ss.discriminator_features(conditional.discriminator, images)
+  with pytest.raises(ValueError, match=r"images of dtype uint8 are not "
+                     r"accepted: expected floating-point images in G's "
+                     r"output range"):
+    ss.discriminator_features(model.discriminator,
+                              (images * 255).astype(np.uint8))
 
 
 def test_table_has_every_feature_set_and_size(monkeypatch):
