@@ -31,6 +31,10 @@ from adversarial.gan import GAN, sample_prior
 from adversarial.images import check_floats
 
 
+# What the functions below take as images, in their messages.
+_IN_G_RANGE = "images in G's output range, [0, 1] for its sigmoid"
+
+
 def build_encoder(image_shape: Sequence[int], latent_dim: int,
                   hidden: Sequence[int] = (1200, 1200), seed: int = 0,
                   name: str = "encoder") -> keras.Model:
@@ -135,9 +139,6 @@ def fit_encoder(model: GAN, encoder: keras.Model, steps: int = 5000,
   return {"latent_mse": float(np.mean(latents)),
           "pixel_mse": float(np.mean(pixels)) if use_pixels else None,
           "seconds": time.perf_counter() - start}
-
-
-_IN_G_RANGE = "images in G's output range ([0, 1] for its sigmoid)"
 
 
 def encode(encoder: keras.Model, images, batch_size: int = 1000

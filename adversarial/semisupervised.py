@@ -47,8 +47,8 @@ def discriminator_features(discriminator: keras.Model, images: np.ndarray,
   if len(discriminator.inputs) != 1:
     raise ValueError("a conditional discriminator is not accepted: expected "
                      "the D of an unconditional run, which sees images alone.")
-  check_floats(images, what="images in G's output range ([0, 1] for its "
-               "sigmoid), as D saw them in training")
+  check_floats(images, what="images in G's output range, as D saw them in "
+               "training: [0, 1] for its sigmoid")
   expected = tuple(discriminator.inputs[0].shape[1:])
   if tuple(np.shape(images)[1:]) != expected:
     raise ValueError(
