@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from adversarial.config import is_integer
+from adversarial.config import is_integer, is_number
 from adversarial import data as data_lib
 from adversarial.files import renamed_into_place
 from adversarial.files import RunRecordError
@@ -58,8 +58,7 @@ def _read_record(checkpoint_dir: str, name: str,
 # What each field of a record must be, by the words `_read_json` uses.
 _KINDS = {
     "an integer": is_integer,
-    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(
-        v, bool),
+    "a number": is_number,
     "a file name": lambda v: isinstance(v, str),
     "a list": lambda v: isinstance(v, list),
 }

@@ -520,6 +520,11 @@ def is_integer(value: Any) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_number(value: Any) -> bool:
+  """Whether `value` is a real number (an integer counts), not a bool."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _positive_int(name: str, value: Any, what: str = "a positive integer"
                   ) -> None:
   if not is_integer(value) or value < 1:
@@ -708,8 +713,7 @@ def _is_kind(kind: str, value: Any) -> bool:
   if kind == "int":
     return is_integer(value)
   if kind == "float":
-    return (isinstance(value, numbers.Real) and
-            not isinstance(value, bool))
+    return is_number(value)
   return isinstance(value, str)
 
 

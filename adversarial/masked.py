@@ -232,8 +232,9 @@ class MaskedGAN(GAN):
       raise ValueError(f"masks of shape {masks.shape} are not accepted: "
                        f"expected {images.shape[:3] + (1,)}, one [H, W, 1] "
                        f"mask per image.")
-    if not np.isin(masks, (0.0, 1.0)).all():
-      bad = masks[~np.isin(masks, (0.0, 1.0))][0]
+    binary = np.isin(masks, (0.0, 1.0))
+    if not binary.all():
+      bad = masks[~binary][0]
       raise ValueError(
           f"masks holding {float(bad)!r} are not accepted: expected 1 on "
           f"the pixels to fill in and 0 on those that stay visible.")
