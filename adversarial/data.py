@@ -18,6 +18,7 @@ epoch e sees the same batches as a run that never stopped.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import math
@@ -58,6 +59,16 @@ def _tfds():
   return tfds
 
 
+def similar_names(name: str, known, count: int = 8) -> list[str]:
+  """Up to `count` of `known` a mistyped `name` may have meant: the closest
+  spellings first ('mnsit' -> 'mnist'), then names holding its first three
+  letters ('svhn' -> 'svhn_cropped')."""
+  name = name.lower()
+  close = difflib.get_close_matches(name, known, n=count, cutoff=0.6)
+  close += sorted(n for n in known if name[:3] in n and n not in close)
+  return close[:count]
+
+
 def check_dataset(config: Config) -> None:
   """Raises `ConfigError` unless `config.dataset` names data the package can
   train on: a TFDS builder with an `image` feature, or a toy source. Reads no
@@ -67,8 +78,7 @@ def check_dataset(config: Config) -> None:
   tfds = _tfds()
   known = set(tfds.list_builders())
   if config.dataset not in known:
-    close = sorted(n for n in known
-                   if config.dataset[:3].lower() in n)[:8]
+    close = similar_names(config.dataset, known)
     raise ConfigError(
         f"dataset={config.dataset!r} is not accepted: expected the name of a "
         f"TFDS image dataset (e.g. 'mnist', 'fashion_mnist', 'cifar10')"

@@ -44,6 +44,19 @@ def test_unknown_and_non_image_datasets_are_named():
     data_lib.check_dataset(small_config(dataset="imdb_reviews"))
 
 
+@pytest.mark.parametrize("name,meant", [("mnsit", "mnist"),
+                                        ("Fashion-MNIST", "fashion_mnist"),
+                                        ("cifar11", "cifar10"),
+                                        ("svhn", "svhn_cropped")])
+def test_a_mistyped_dataset_is_answered_with_the_names_it_may_mean(name,
+                                                                   meant):
+  with pytest.raises(ConfigError) as raised:
+    data_lib.check_dataset(small_config(dataset=name))
+  similar = str(raised.value).split("similar names: [")[1].split("]")[0]
+  assert f"'{meant}'" in similar
+  assert similar.count("'") <= 2 * 8
+
+
 def _batches(ds):
   return [b.numpy() for b in ds]
 
