@@ -12,6 +12,7 @@ The library never reads flags: binaries turn flags into a `Config` with
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import numbers
@@ -465,7 +466,7 @@ class Config:
     if unknown:
       raise ConfigError(
           f"unknown config fields {unknown}: expected only fields of "
-          f"adversarial.config.Config.")
+          f"adversarial.config.Config{_meant(unknown, known)}.")
     # A configuration saved without `split_order` read its splits in
     # TFDS's stored order, and one saved without `momentum_first_epoch`
     # ramped its momentum one epoch later: keep both for the run it
@@ -495,8 +496,20 @@ class Config:
     if unknown:
       raise ConfigError(
           f"unknown config fields {unknown}: expected fields of "
-          f"adversarial.config.Config such as {sorted(known)[:6]}...")
+          f"adversarial.config.Config such as {sorted(known)[:6]}"
+          f"{_meant(unknown, known)}.")
     return dataclasses.replace(self, **changes)
+
+
+def _meant(unknown, known) -> str:
+  """'; g_hiden may be g_hidden' for each unknown field name that is a
+  near spelling of a known one, or ''."""
+  text = ""
+  for name in unknown:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    if close:
+      text += f"; {name} may be {close[0]}"
+  return text
 
 
 def _one_of(name: str, value: Any, accepted: tuple[str, ...]) -> None:
@@ -657,7 +670,8 @@ def parse_assignments(assignments) -> dict[str, Any]:
     if not sep or name not in fields:
       raise ConfigError(
           f"--set {item!r} is not accepted: expected name=value with a "
-          f"Config field name, one of {', '.join(sorted(fields))}.")
+          f"Config field name, one of {', '.join(sorted(fields))}"
+          f"{_meant([name], fields) if sep else ''}.")
     default = getattr(defaults, name)
     kind = _field_kind(name, default)
     optional = "Optional" in str(fields[name].type)

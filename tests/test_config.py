@@ -100,8 +100,13 @@ def test_presets_validate_and_paper_preset_is_the_recipe():
 def test_unknown_preset_and_field():
   with pytest.raises(ConfigError, match="'paper'.*'paper_mnist'"):
     config_lib.get_preset("paper")
-  with pytest.raises(ConfigError, match="batchsize"):
+  with pytest.raises(ConfigError, match="batchsize may be batch_size"):
     config_lib.PAPER_MNIST.override(batchsize=3)
+  with pytest.raises(ConfigError, match=r"\['qqq'\]: expected only fields "
+                     r"of adversarial.config.Config\.$"):
+    Config.from_dict({"qqq": 1})
+  with pytest.raises(ConfigError, match="g_hiden may be g_hidden.$"):
+    Config.from_dict({"g_hiden": [8]})
 
 
 def test_json_round_trip_and_differences():
@@ -161,8 +166,11 @@ def test_parse_assignments_types():
        "steps_per_epoch=none", "batch_size=7", "dataset=cifar10"])
   assert got == dict(g_hidden=(8, 16), d_input_dropout=0.1, jit_compile=False,
                      steps_per_epoch=None, batch_size=7, dataset="cifar10")
-  with pytest.raises(ConfigError, match="'nope=1'"):
+  with pytest.raises(ConfigError, match="'nope=1'.*val_split.$"):
     config_lib.parse_assignments(["nope=1"])
+  with pytest.raises(ConfigError, match="val_split; learning_rat may be "
+                     "learning_rate.$"):
+    config_lib.parse_assignments(["learning_rat=0.1"])
 
 
 # A value of the wrong type: the message says what the field takes, with its
