@@ -76,7 +76,10 @@ def check_dataset(config: Config) -> None:
   if config.dataset in TOY_DATASETS:
     return
   tfds = _tfds()
-  known = set(tfds.list_builders())
+  # TFDS's own builders: listing its community datasets as well would read
+  # their index from Google Cloud Storage on every start, where offline it
+  # finds nothing.
+  known = set(tfds.list_builders(with_community_datasets=False))
   if config.dataset not in known:
     close = similar_names(config.dataset, known)
     raise ConfigError(

@@ -44,6 +44,21 @@ def test_unknown_and_non_image_datasets_are_named():
     data_lib.check_dataset(small_config(dataset="imdb_reviews"))
 
 
+def test_checking_a_dataset_name_reads_no_index_over_the_network(
+    monkeypatch):
+  from tensorflow_datasets.core import community
+
+  def index():
+    raise AssertionError("read the community datasets' index")
+
+  # TFDS reaches its community datasets' index, on the network, through
+  # this call.
+  monkeypatch.setattr(community, "community_register", index)
+  data_lib.check_dataset(small_config(dataset="mnist"))
+  with pytest.raises(ConfigError, match="'mnsit' is not accepted"):
+    data_lib.check_dataset(small_config(dataset="mnsit"))
+
+
 @pytest.mark.parametrize("name,meant", [("mnsit", "mnist"),
                                         ("Fashion-MNIST", "fashion_mnist"),
                                         ("cifar11", "cifar10"),
