@@ -415,14 +415,11 @@ class Config:
     Returns:
       self.
     """
-    defaults = Config()
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
-      optional = "Optional" in str(field.type)
+      kind, default, optional = _field_spec(field)
       if value is None and optional:
         continue
-      default = getattr(defaults, field.name)
-      kind = _field_kind(field.name, default)
       if not _is_kind(kind, value):
         raise ConfigError(
             f"{field.name}={value!r} is not accepted: expected "
@@ -662,7 +659,6 @@ def parse_assignments(assignments) -> dict[str, Any]:
   tuples as comma-separated integers, 'none' for optional fields.
   """
   fields = {f.name: f for f in dataclasses.fields(Config)}
-  defaults = Config()
   out = {}
   for item in assignments:
     name, sep, text = item.partition("=")
@@ -672,9 +668,7 @@ def parse_assignments(assignments) -> dict[str, Any]:
           f"--set {item!r} is not accepted: expected name=value with a "
           f"Config field name, one of {', '.join(sorted(fields))}"
           f"{_meant([name], fields) if sep else ''}.")
-    default = getattr(defaults, name)
-    kind = _field_kind(name, default)
-    optional = "Optional" in str(fields[name].type)
+    kind, default, optional = _field_spec(fields[name])
     text = text.strip()
     try:
       if text.lower() == "none" and optional:
@@ -700,18 +694,24 @@ def parse_assignments(assignments) -> dict[str, Any]:
   return out
 
 
-def _field_kind(name: str, default) -> str:
-  """How `parse_assignments` reads a value of the field `name`: 'bool',
-  'ints' (a tuple), 'int', 'float' or 'str'."""
+def _field_spec(field: dataclasses.Field) -> tuple[str, Any, bool]:
+  """(kind, default, optional) of a Config field: its kind is how
+  `parse_assignments` reads a value of it and `check_kinds` checks one,
+  'bool', 'ints' (a tuple), 'int', 'float' or 'str'; optional fields may
+  be None."""
+  default = field.default
+  optional = "Optional" in str(field.type)
   if isinstance(default, bool):
-    return "bool"
-  if isinstance(default, tuple):
-    return "ints"
-  if isinstance(default, int) or name == "steps_per_epoch":
-    return "int"
-  if isinstance(default, float):
-    return "float"
-  return "str"
+    kind = "bool"
+  elif isinstance(default, tuple):
+    kind = "ints"
+  elif isinstance(default, int) or field.name == "steps_per_epoch":
+    kind = "int"
+  elif isinstance(default, float):
+    kind = "float"
+  else:
+    kind = "str"
+  return kind, default, optional
 
 
 _KIND_WORDS = {"bool": "a bool", "ints": "a tuple of integers",
@@ -719,7 +719,7 @@ _KIND_WORDS = {"bool": "a bool", "ints": "a tuple of integers",
 
 
 def _is_kind(kind: str, value: Any) -> bool:
-  """Whether `value` is a value of a field of `kind` (`_field_kind`)."""
+  """Whether `value` is a value of a field of `kind` (`_field_spec`)."""
   if kind == "bool":
     return isinstance(value, bool)
   if kind == "ints":
@@ -732,7 +732,7 @@ def _is_kind(kind: str, value: Any) -> bool:
 
 
 def _value_words(kind: str, default) -> str:
-  """What a `--set` value of a field of `kind` (`_field_kind`) must be, in
+  """What a `--set` value of a field of `kind` (`_field_spec`) must be, in
   words, with the default as the example where there is one."""
   if kind == "bool":
     return "true or false"
