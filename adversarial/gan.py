@@ -28,7 +28,7 @@ import tensorflow as tf
 from adversarial import losses
 from adversarial import rng
 from adversarial.config import is_integer, PRIORS, UPDATES
-from adversarial.images import check_floats
+from adversarial.images import check_floats, IN_G_RANGE
 
 SQRT3 = math.sqrt(3.0)
 
@@ -180,8 +180,7 @@ def _check_image_dtype(images) -> None:
   """Refuses images of an integer dtype (uint8 pixels, as
   keras.datasets.mnist gives them): D would judge 0-255 against G's 0-1
   and learn nothing but the scale."""
-  check_floats(images, what="images in the range of G's output, [0, 1] "
-               "for its sigmoid")
+  check_floats(images, what=IN_G_RANGE)
 
 
 @keras.saving.register_keras_serializable(package="adversarial")

@@ -13,6 +13,11 @@ from adversarial.config import is_integer
 from adversarial.files import renamed_into_place
 
 
+# What the package's models take as images, in the messages of
+# `check_floats`: floats on G's scale.
+IN_G_RANGE = "images in G's output range, [0, 1] for its sigmoid"
+
+
 def check_floats(values, name: str = "images",
                  what: str = "images in [0, 1]") -> None:
   """Raises ValueError where `values` (an array, a tensor, or what

@@ -28,11 +28,7 @@ import tensorflow as tf
 
 from adversarial import rng
 from adversarial.gan import GAN, sample_prior
-from adversarial.images import check_floats
-
-
-# What the functions below take as images, in their messages.
-_IN_G_RANGE = "images in G's output range, [0, 1] for its sigmoid"
+from adversarial.images import check_floats, IN_G_RANGE
 
 
 def build_encoder(image_shape: Sequence[int], latent_dim: int,
@@ -93,7 +89,7 @@ def fit_encoder(model: GAN, encoder: keras.Model, steps: int = 5000,
     raise ValueError("pixel_weight > 0 needs real_images: expected training "
                      "images in G's output range.")
   if real_images is not None:
-    check_floats(real_images, "real_images", _IN_G_RANGE)
+    check_floats(real_images, "real_images", IN_G_RANGE)
   if steps < 1 or batch_size < 1:
     raise ValueError(f"steps={steps}, batch_size={batch_size} are not "
                      f"accepted: expected positive integers.")
@@ -144,7 +140,7 @@ def fit_encoder(model: GAN, encoder: keras.Model, steps: int = 5000,
 def encode(encoder: keras.Model, images, batch_size: int = 1000
            ) -> np.ndarray:
   """E(x) for `images` in G's output range, float32 [N, latent_dim]."""
-  check_floats(images, what=_IN_G_RANGE)
+  check_floats(images, what=IN_G_RANGE)
   return np.concatenate([
       np.asarray(encoder(images[i:i + batch_size], training=False))
       for i in range(0, len(images), batch_size)])
@@ -166,7 +162,7 @@ def best_of_random(model: GAN, images: np.ndarray, num_candidates: int,
   """For each image, the nearest (squared pixel distance) of
   `num_candidates` samples G(z) with random z: the baseline an encoder has
   to beat."""
-  check_floats(images, what=_IN_G_RANGE)
+  check_floats(images, what=IN_G_RANGE)
   samples = model.generate(num_candidates, seed=seed, average=average)
   flat_s = samples.reshape(len(samples), -1).astype(np.float64)
   flat_x = images.reshape(len(images), -1).astype(np.float64)

@@ -390,7 +390,7 @@ def sample_quality(classifier: keras.Model, samples: np.ndarray,
   them again when several sets of samples are scored against the same
   images; when None, they are computed for the test images scored.
   """
-  check_floats(np.asarray(samples), "samples",
+  check_floats(samples, "samples",
                "samples in [0, 1], as the generator gives them")
   _check_pixels(train=train, test=test)
   if test_distances is not None and len(test_distances) != len(test):
