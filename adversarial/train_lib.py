@@ -633,6 +633,11 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
   Returns:
     (model, config, record): the compiled GAN, the run's Config and the
     checkpoint's record.
+
+  A run still training in `workdir` may replace the checkpoint that 'best'
+  or 'last' names while the model is built (a new best removes the earlier
+  best's file; each epoch removes the oldest it keeps): its record is then
+  read again and the checkpoint it names now is loaded.
   """
   if not os.path.isdir(workdir):
     what = "is not a directory" if os.path.exists(workdir) else (
@@ -644,22 +649,44 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
   classes = condition_classes(config)
   model = build_model(config, image_shape(config), None, steps=1,
                       num_classes=classes)
-  load_checkpoint(model, record["weights"], workdir)
-  return model, config, record
+  rereads = _REREADS
+  while True:
+    failure = _try_load(model, record["weights"])
+    if failure is None:
+      return model, config, record
+    if checkpoint not in ("best", "last") or os.path.exists(
+        record["weights"]):
+      raise _load_error(record["weights"], workdir, failure)
+    newer = resolve_checkpoint(workdir, checkpoint)
+    if newer["weights"] == record["weights"] or not rereads:
+      raise FileNotFoundError(
+          f"checkpoint={checkpoint!r} names {record['weights']}, which does "
+          f"not exist: expected the file training wrote there (restore it, "
+          f"or name another checkpoint the run keeps).")
+    record, rereads = newer, rereads - 1
+
+
+# How often `restore` reads a record again whose checkpoint a running
+# training replaced: once per epoch that ends while the model loads.
+_REREADS = 5
 
 
 def load_checkpoint(model: GAN, weights: str, workdir: str) -> None:
   """`model.load_weights(weights)`, with a message that says which file does
   not fit which run where Keras lists every object it could not load."""
   failure = _try_load(model, weights)
-  if failure is None:
-    return
+  if failure is not None:
+    raise _load_error(weights, workdir, failure)
+
+
+def _load_error(weights: str, workdir: str, failure: tuple) -> ValueError:
+  """The error for a checkpoint that did not load (`_try_load`'s failure)."""
   unreadable, why = failure
   if unreadable:
-    raise ValueError(
+    return ValueError(
         f"checkpoint={weights!r} cannot be read ({why}): expected a whole "
         f".weights.h5 file, as training writes.")
-  raise ValueError(
+  return ValueError(
       f"checkpoint={weights!r} does not fit the run in workdir={workdir!r} "
       f"({why}): expected a checkpoint written by a run of the same networks "
       f"(the run's config.json).")

@@ -506,6 +506,60 @@ def test_a_checkpoint_named_by_path_keeps_its_epoch(tmp_path):
   assert callbacks_lib.epoch_of("/a/epoch-0107.weights.h5.tmp") is None
 
 
+@pytest.mark.parametrize("checkpoint", ["last", "best"])
+def test_restore_follows_a_checkpoint_training_replaced_as_it_loaded(
+    tmp_path, monkeypatch, checkpoint):
+  run(small_config(epochs=2), tmp_path)
+  checkpoints = str(tmp_path / "checkpoints")
+  if checkpoint == "best":  # As ParzenMonitor keeps one.
+    name = callbacks_lib.best_weights_name(1)
+    shutil.copy(callbacks_lib.weights_path(checkpoints, 1),
+                os.path.join(checkpoints, name))
+    files.write_text_atomic(
+        os.path.join(checkpoints, callbacks_lib.BEST_FILE),
+        json.dumps({"epoch": 1, "val_parzen": 1.0, "weights": name}))
+  record = train_lib.resolve_checkpoint(str(tmp_path), checkpoint)
+  later = train_lib.restore(str(tmp_path), "epoch-0002.weights.h5")[0]
+  build = train_lib.build_model
+  replaced = []
+
+  def build_while_training_goes_on(*args, **kwargs):
+    # An epoch of the running training ends between reading the record and
+    # opening the checkpoint it names: the new one takes its place.
+    model = build(*args, **kwargs)
+    if not replaced:
+      os.remove(record["weights"])
+      newer = os.path.join(checkpoints, "best-epoch-0003.weights.h5"
+                           if checkpoint == "best" else
+                           "epoch-0003.weights.h5")
+      later.save_weights(newer)
+      if checkpoint == "best":
+        files.write_text_atomic(
+            os.path.join(checkpoints, callbacks_lib.BEST_FILE),
+            json.dumps({"epoch": 3, "val_parzen": 2.0,
+                        "weights": os.path.basename(newer)}))
+      else:
+        callbacks_lib.write_state(checkpoints, 3, newer)
+      replaced.append(newer)
+    return model
+
+  monkeypatch.setattr(train_lib, "build_model", build_while_training_goes_on)
+  model, _, got = train_lib.restore(str(tmp_path), checkpoint)
+  assert got["epoch"] == 3 and got["weights"] == replaced[0]
+  for a, b in zip(weights(model), weights(later)):
+    np.testing.assert_array_equal(a, b)
+  # A checkpoint gone while its record still names it is a damaged run:
+  # named, not looked for again and again.
+  os.remove(replaced[0])
+  with pytest.raises(FileNotFoundError, match=rf"checkpoint='{checkpoint}' "
+                     rf"names {re.escape(replaced[0])}, which does not "
+                     rf"exist: expected the file training wrote there"):
+    train_lib.restore(str(tmp_path), checkpoint)
+  # Named by path, a file that is gone is not replaced by another.
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    train_lib.restore(str(tmp_path), replaced[0])
+
+
 # The command line ---------------------------------------------------------
 
 TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
