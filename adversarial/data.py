@@ -132,6 +132,15 @@ def prepare(config: Config):
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # TFDS raises many kinds; all mean "no data".
+    # Unless another process (a second run started beside this one) has
+    # prepared the same data meanwhile: TFDS then fails to move this
+    # process's copy into the place the other's took, and that one serves.
+    again = tfds.builder(config.dataset, data_dir=config.tfds_data_dir)
+    if again.is_prepared():
+      logging.warning("Dataset %r was prepared by another process as this "
+                      "one prepared it (%s: %s); reading that copy.",
+                      config.dataset, type(e).__name__, e)
+      return again
     if missing:
       hint = (f"Without network access, put {', '.join(missing)} into "
               f"tfds_manual_dir={manual!r}.")

@@ -395,6 +395,43 @@ def test_files_a_manual_dir_lacks_are_named(tmp_path, monkeypatch, caplog,
       caplog.text)
 
 
+def test_data_prepared_by_another_process_meanwhile_is_read(
+    tmp_path, monkeypatch, caplog, mnist_dirs):
+  manual, prepared = mnist_dirs
+  data_dir = tmp_path / "fresh"
+  prepare = tfds.core.DatasetBuilder.download_and_prepare
+
+  def beaten(self, *args, **kwargs):
+    # Another run, started at the same time, finishes first: its copy is in
+    # place when this one's is to be renamed there, as TFDS then fails.
+    shutil.copytree(os.path.join(prepared, "mnist"), data_dir / "mnist")
+    raise FileExistsError(f"Cannot rename {data_dir}/mnist/incomplete.X. "
+                          f"Destination {self.data_dir} already exists.")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      beaten)
+  config = small_config(dataset="mnist", tfds_data_dir=str(data_dir),
+                        tfds_manual_dir=manual)
+  with caplog.at_level("WARNING"):
+    builder = data_lib.prepare(config)
+  assert builder.is_prepared()
+  assert "prepared by another process" in caplog.text
+  assert "FileExistsError: Cannot rename" in caplog.text
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      prepare)
+  test = data_lib.load_array(config, "test")
+  assert test.images.shape == (10_000, 28, 28, 1)
+  # A failure that leaves no data prepared is still the error it was.
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      beaten)
+  shutil.rmtree(data_dir)
+  monkeypatch.setattr(shutil, "copytree", lambda *args: None)
+  with pytest.raises(data_lib.DataUnavailableError,
+                     match=r"could not prepare dataset 'mnist'.*"
+                     r"FileExistsError: Cannot rename"):
+    data_lib.prepare(config)
+
+
 def _blobs(seed=0, per_blob=40):
   """Images of four well-separated kinds: each kind lights a different
   quarter of the image, with noise on top."""
