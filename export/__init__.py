@@ -30,10 +30,12 @@ An export is written into a temporary directory beside the target, loaded
 back and checked, synced to disk, then renamed into place: a server polling
 `export_dir` never sees half a model, a failed export leaves earlier versions
 as they were, and a version that appeared survives a power loss whole.
+Exports to one `export_dir` started together take a version each.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -210,13 +212,11 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
   if not os.access(export_dir, os.W_OK):
     raise ExportError(f"export_dir={export_dir!r} is not writable: expected "
                       f"a directory this process can write to.")
+  chosen = version is not None
   version = version or next_version(export_dir)
   final = os.path.join(export_dir, str(version))
   if os.path.exists(final):
-    raise ExportError(
-        f"version {version} already exists at {final!r}: expected a new "
-        f"version (the next free one is {next_version(export_dir)}); "
-        f"exports are never overwritten.")
+    raise _version_taken(export_dir, version)
 
   # A dot name: TF Serving only loads integer-named directories.
   tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
@@ -250,7 +250,7 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
         writer.write(request)
     _check(saved, model, num_classes, shares)
     files.sync_tree(saved)
-    os.rename(saved, final)
+    final = _move_into_place(saved, export_dir, version, chosen)
     files.sync_folder(export_dir)
   except ExportError:
     raise
@@ -262,6 +262,34 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return final
+
+
+def _version_taken(export_dir: str, version: int) -> ExportError:
+  return ExportError(
+      f"version {version} already exists at "
+      f"{os.path.join(export_dir, str(version))!r}: expected a new version "
+      f"(the next free one is {next_version(export_dir)}); exports are never "
+      f"overwritten.")
+
+
+def _move_into_place(saved: str, export_dir: str, version: int,
+                     chosen: bool) -> str:
+  """Renames the written model to `<export_dir>/<version>` and returns that
+  path. The rename fails where the version exists (it is never replaced):
+  an export started beside this one took it meanwhile. A version picked as
+  the next free one then moves on to the next that is free; one the caller
+  chose (`chosen`) is an error."""
+  while True:
+    final = os.path.join(export_dir, str(version))
+    try:
+      os.rename(saved, final)
+      return final
+    except OSError as e:
+      if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+        raise
+      if chosen:
+        raise _version_taken(export_dir, version) from None
+    version = next_version(export_dir)
 
 
 def _check(path: str, model, num_classes: int = 0,

@@ -154,6 +154,37 @@ def _listing(base):
   return sorted(os.listdir(base))
 
 
+def test_exports_started_together_take_a_version_each(run_dir, tmp_path,
+                                                     monkeypatch):
+  base = str(tmp_path / "serving")
+  check = export._check
+  beside = []
+
+  def another_export_ends_first(*args, **kwargs):
+    # An export started beside this one writes the version this one picked
+    # before this one's is renamed into place.
+    check(*args, **kwargs)
+    if not beside:
+      beside.append(None)
+      beside[0] = export.export_generator(run_dir, base, **chosen)
+
+  monkeypatch.setattr(export, "_check", another_export_ends_first)
+  chosen = {}
+  path = export.export_generator(run_dir, base)
+  assert (beside[0], path) == (os.path.join(base, "1"),
+                               os.path.join(base, "2"))
+  assert export.read_metadata(path) == export.read_metadata(beside[0])
+  assert sorted(os.listdir(base)) == ["1", "2"]
+  # A version the caller names is never taken from another export.
+  beside.clear()
+  chosen = {"version": 5}
+  with pytest.raises(export.ExportError, match=r"version 5 already exists "
+                     r"at '.*5': expected a new version \(the next free one "
+                     r"is 6\)"):
+    export.export_generator(run_dir, base, version=5)
+  assert sorted(os.listdir(base)) == ["1", "2", "5"]
+
+
 def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
                                                       monkeypatch):
   base = str(tmp_path / "serving")
