@@ -77,10 +77,12 @@ def zoom(picture: np.ndarray, factor: int) -> np.ndarray:
 
 
 def write_png(path: str, picture: np.ndarray) -> None:
-  """Writes uint8 [H, W, C] as a PNG, atomically (temporary file, rename)."""
+  """Writes uint8 [H, W, C] as a PNG, atomically (temporary file, rename;
+  the temporary file is this process's own, as two evaluations of one run
+  may write its grid at once)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   data = tf.io.encode_png(np.asarray(picture, np.uint8)).numpy()
-  tmp = f"{path}.tmp"
+  tmp = f"{path}.{os.getpid()}.tmp"
   with renamed_into_place(tmp, path):
     with open(tmp, "wb") as f:
       f.write(data)

@@ -1077,7 +1077,7 @@ def test_every_file_is_synced_before_it_takes_its_name(tmp_path,
   events = record_file_events(monkeypatch)
   path = tmp_path / "grid.png"
   images_lib.write_png(str(path), np.zeros((4, 4, 1), np.uint8))
-  tmp = str(path) + ".tmp"
+  tmp = f"{path}.{os.getpid()}.tmp"
   assert events == [("fsync", tmp), ("replace", tmp, str(path)),
                     ("fsync", str(tmp_path))]
   assert images_lib.read_png(str(path)).shape == (4, 4, 1)
