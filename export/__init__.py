@@ -11,7 +11,9 @@ The export holds the generator alone, in TF Serving's layout
   sample           seed   int64 [batch] -> images: one image per seed, the
                    same on every call and machine (z is drawn from the prior
                    by `adversarial.rng`, exact integer arithmetic)
-  sample_png       seed   int64 [batch] -> png: string [batch], PNG bytes
+  sample_png       seed   int64 [batch] -> png_bytes: string [batch], PNG
+                   bytes (TF Serving's REST API sends an output named
+                   `*_bytes` base64-encoded, as {"b64": ...})
 
 A conditional model's export (`--conditional`) takes one more input in every
 signature, `labels` int64 [batch]: the class of each image. A label outside
@@ -116,8 +118,8 @@ class _GeneratorModule(tf.Module):
       images = (images + 1.0) / 2.0
     pixels = tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0),
                      tf.uint8)
-    return {"png": tf.map_fn(tf.io.encode_png, pixels,
-                             fn_output_signature=tf.string)}
+    return {"png_bytes": tf.map_fn(tf.io.encode_png, pixels,
+                                   fn_output_signature=tf.string)}
 
 
 def next_version(export_dir: str) -> int:

@@ -70,7 +70,18 @@ def test_saved_model_cli_lists_the_signatures(exported):
   assert "inputs['seed']" in s and "DT_INT64" in s and "shape: (-1)" in s
   assert "outputs['images']" in s
   p = sections["sample_png"]
-  assert "outputs['png']" in p and "DT_STRING" in p
+  assert "outputs['png_bytes']" in p and "DT_STRING" in p
+
+
+def test_binary_outputs_are_named_for_rest_clients(exported):
+  # TF Serving's REST API writes a string output as a JSON string of its raw
+  # bytes (PNG bytes are no UTF-8) unless the output's name ends in _bytes,
+  # when it sends {"b64": ...}.
+  loaded = tf.saved_model.load(exported[0])
+  strings = [(name, key) for name in export.SIGNATURES
+             for key, spec in loaded.signatures[name].structured_outputs.items()
+             if spec.dtype == tf.string]
+  assert strings == [("sample_png", "png_bytes")]
 
 
 CHECK = r"""
@@ -82,7 +93,7 @@ out = {"default": m.signatures["serving_default"](z=tf.constant(z))["images"],
        ["images"],
        "s2": m.signatures["sample"](seed=tf.constant([4], tf.int64))["images"],
        "png": m.signatures["sample_png"](seed=tf.constant([3], tf.int64))
-       ["png"]}
+       ["png_bytes"]}
 np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
 """
 
@@ -122,7 +133,7 @@ def test_warmup_records_replay_through_their_signatures(exported):
   assert len(records) == 3
   expected = {"serving_default": ("images", tf.float32, (1, 28, 28, 1)),
               "sample": ("images", tf.float32, (1, 28, 28, 1)),
-              "sample_png": ("png", tf.string, (1,))}
+              "sample_png": ("png_bytes", tf.string, (1,))}
   seen = set()
   for record in records:
     log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
