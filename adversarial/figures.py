@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from adversarial import files
 from adversarial import images as images_lib
 from adversarial.config import is_integer
 
@@ -194,6 +195,8 @@ def write_figures(workdir: str, out: str, checkpoint: str = "best",
   if not is_integer(toy_steps) or toy_steps < 0:
     raise ValueError(f"toy_steps={toy_steps!r} is not accepted: expected 0 "
                      f"(no Figure 1) or a positive number of steps.")
+  if why := files.not_local("out", out):
+    raise ValueError(why)
   model, config, _ = train_lib.restore(workdir, checkpoint)
   train_lib.check_image_run(config, workdir, "Figures 2 and 3")
   config = config.override(**(data_dirs or {}))

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import re
 from typing import Callable, Iterable, Optional, TypeVar
 
 from absl import logging
@@ -29,6 +30,20 @@ class RunRecordError(ValueError):
     what training writes there (`expected`)."""
     return cls(f"{path} cannot be read ({why}): expected {expected}. "
                f"Restore the file, or train in a new work directory.")
+
+
+def not_local(name: str, path: str) -> Optional[str]:
+  """The error message for a folder `path` given as a URL (gs://, s3://,
+  hdfs://...), else None. Such storage has no rename that replaces a file
+  whole, and Python's file functions would take the URL for a local path
+  beginning with a folder named 'gs:'."""
+  scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", str(path))
+  if not scheme:
+    return None
+  return (f"{name}={path!r} is not accepted: expected a folder of the "
+          f"file system: files are written under a temporary name and "
+          f"renamed into place, which {scheme.group(1)}:// storage does not "
+          f"do in one step.")
 
 
 def sync(path: str) -> None:

@@ -63,6 +63,8 @@ def _check_can_hold_a_run(workdir: str) -> None:
   """Raises `ConfigError` if `workdir` is not a directory, or is missing and
   cannot be made: found before any work, not when the first file is
   written."""
+  if why := files.not_local("workdir", workdir):
+    raise ConfigError(why)
   if os.path.isdir(workdir):
     parent, what = workdir, "is not writable"
   elif os.path.exists(workdir):
@@ -639,6 +641,8 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
   best's file; each epoch removes the oldest it keeps): its record is then
   read again and the checkpoint it names now is loaded.
   """
+  if why := files.not_local("workdir", workdir):
+    raise ValueError(why)
   if not os.path.isdir(workdir):
     what = "is not a directory" if os.path.exists(workdir) else (
         "does not exist")

@@ -193,6 +193,9 @@ def export_generator(workdir: str, export_dir: str, checkpoint: str = "best",
     raise ExportError(f"model_name={model_name!r} is not accepted: expected "
                       f"the name TF Serving serves the model under, e.g. "
                       f"'generator'.")
+  if why := files.not_local("export_dir", export_dir):
+    raise ExportError(f"{why} Export to a folder and copy the version "
+                      f"folder to the bucket.")
   model, config, record = train_lib.restore(workdir, checkpoint)
   try:
     train_lib.check_image_run(config, workdir, "an image generator to serve")

@@ -211,6 +211,11 @@ def test_bad_export_input_leaves_nothing_half_written(run_dir, tmp_path,
   blocker.write_text("x")
   with pytest.raises(export.ExportError, match="cannot be created"):
     export.export_generator(run_dir, str(blocker / "sub"))
+  with pytest.raises(export.ExportError, match=r"export_dir='gs://b/gan' is "
+                     r"not accepted: expected a folder of the file system.* "
+                     r"Export to a folder and copy the version folder"):
+    export.export_generator(run_dir, "gs://b/gan")
+  assert not os.path.exists("gs:")
   with pytest.raises(export.ExportError, match="version=0"):
     export.export_generator(run_dir, base, version=0)
   with pytest.raises(export.ExportError, match="model_name='' is not "

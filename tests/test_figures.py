@@ -125,7 +125,10 @@ def test_write_figures_names_a_missing_run_and_writes_nothing(tmp_path):
     figures.write_figures(workdir, str(out), checkpoint="x.weights.h5")
   with pytest.raises(ValueError, match="toy_steps=-1 is not accepted"):
     figures.write_figures(workdir, str(out), toy_steps=-1)
-  assert not out.exists()
+  with pytest.raises(ValueError, match=r"out='gs://b/figs' is not accepted: "
+                     r"expected a folder of the file system"):
+    figures.write_figures(workdir, "gs://b/figs")
+  assert not out.exists() and not os.path.exists("gs:")
   out.write_text("a file, not a folder")
   with pytest.raises(ValueError, match=r"out='.*figs' cannot be created.*"
                      r"expected a writable folder"):

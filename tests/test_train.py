@@ -311,6 +311,31 @@ def test_a_workdir_that_cannot_hold_a_run_is_refused_before_any_work(
     train_lib.restore(str(afile))
 
 
+def test_a_workdir_given_as_a_url_is_refused_before_any_work(
+    tmp_path, monkeypatch):
+  # os.makedirs would take 'gs://b/run' for the local path gs:/b/run.
+  monkeypatch.chdir(tmp_path)
+  loads = []
+  monkeypatch.setattr(data_lib, "load_array",
+                      lambda *a, **k: loads.append(a) or DATA)
+  for url in ("gs://bucket/runs/a", "s3://bucket/a", "hdfs://host/a"):
+    scheme = url.split(":")[0]
+    with pytest.raises(ConfigError, match=rf"workdir='{url}' is not "
+                       rf"accepted: expected a folder of the file system: "
+                       rf"files are written under a temporary name and "
+                       rf"renamed into place, which {scheme}:// storage does "
+                       rf"not do in one step"):
+      train_lib.train(small_config(), url, verbose=0)
+    with pytest.raises(ValueError, match=rf"workdir='{url}' is not "
+                       rf"accepted: expected a folder of the file system"):
+      train_lib.restore(url)
+  assert os.listdir(tmp_path) == [] and not loads
+  # A local folder whose name holds the letters is one.
+  train_lib.train(small_config(epochs=1), "gs_runs/a", verbose=0,
+                  train_data=DATA)
+  assert train_lib.restore("gs_runs/a", "last")[2]["epoch"] == 1
+
+
 def test_a_validation_split_that_cannot_be_read_writes_nothing(
     tmp_path, mnist_dirs):
   manual, data_dir = mnist_dirs
