@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import os
 import re
 from typing import Optional, Sequence
@@ -298,6 +299,24 @@ def _locked(workdir: str):
     os.close(fd)
 
 
+# The temporary files of training's writes (`files`, `callbacks`): a run
+# stopped while it wrote one leaves it behind. Only training writes these,
+# so once a run holds the directory's lock they are leftovers; the files
+# `evaluate` writes beside config.json are not among them.
+_LEFTOVERS = (os.path.join("checkpoints", "tmp-*.weights.h5"),
+              os.path.join("checkpoints", "*.tmp"),
+              os.path.join("samples", "*.tmp"),
+              f"{CONFIG_FILE}.*.tmp", f"{data_lib.CLUSTERS_FILE}.*.tmp")
+
+
+def _remove_leftovers(workdir: str) -> None:
+  """Removes the temporary files that stopped writes of the run left."""
+  for pattern in _LEFTOVERS:
+    for path in glob.glob(os.path.join(glob.escape(workdir), pattern)):
+      logging.info("Removing %s, left by a write that was stopped.", path)
+      os.remove(path)
+
+
 def _train(held: contextlib.ExitStack, config: Config, workdir: str, verbose,
            callbacks, train_data, strategy) -> TrainResult:
   """`train`, the work directory's lock entered into `held`."""
@@ -335,6 +354,7 @@ def _train(held: contextlib.ExitStack, config: Config, workdir: str, verbose,
   locked = chief and os.path.isdir(workdir)
   if locked:
     held.enter_context(_locked(workdir))
+    _remove_leftovers(workdir)
 
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   state = callbacks_lib.read_state(checkpoint_dir)

@@ -98,6 +98,24 @@ def test_interrupted_run_resumes_where_it_stopped_and_ends_the_same(
                                 resumed.model.generate(4))
 
 
+def test_a_resumed_run_removes_what_stopped_writes_left(tmp_path):
+  run(small_config(epochs=1), tmp_path)
+  # What a run killed while it wrote each kind of file leaves behind.
+  left = [tmp_path / "checkpoints" / "tmp-4242.weights.h5",
+          tmp_path / "checkpoints" / "state.json.4242.tmp",
+          tmp_path / "samples" / "epoch-0002.png.4242.tmp",
+          tmp_path / "config.json.4242.tmp"]
+  # An evaluation, which may run beside training, writing its record.
+  theirs = tmp_path / "evaluation.json.4343.tmp"
+  for path in left + [theirs]:
+    path.write_bytes(b"cut short")
+  assert run(small_config(epochs=2), tmp_path).epochs_done == 2
+  assert not [p for p in left if p.exists()]
+  assert theirs.read_bytes() == b"cut short"
+  assert callbacks_lib.read_state(str(tmp_path / "checkpoints"))[
+      "epoch"] == 2
+
+
 def test_more_epochs_extend_the_same_run(tmp_path):
   run(small_config(epochs=1), tmp_path)
   more = run(small_config(epochs=2), tmp_path)
