@@ -695,16 +695,10 @@ def restore(workdir: str, checkpoint: str = "best") -> tuple[GAN, Config, dict]:
 _REREADS = 5
 
 
-def load_checkpoint(model: GAN, weights: str, workdir: str) -> None:
-  """`model.load_weights(weights)`, with a message that says which file does
-  not fit which run where Keras lists every object it could not load."""
-  failure = _try_load(model, weights)
-  if failure is not None:
-    raise _load_error(weights, workdir, failure)
-
-
 def _load_error(weights: str, workdir: str, failure: tuple) -> ValueError:
-  """The error for a checkpoint that did not load (`_try_load`'s failure)."""
+  """The error for a checkpoint that did not load (`_try_load`'s failure):
+  it says which file does not fit which run, where Keras lists every object
+  it could not load."""
   unreadable, why = failure
   if unreadable:
     return ValueError(
