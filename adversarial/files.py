@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import re
+import tempfile
 from typing import Callable, Iterable, Optional, TypeVar
 
 from absl import logging
@@ -174,19 +175,72 @@ def kept(path: str, read: Callable[[str], Optional[T]],
   KeyError), is computed again, and a folder that cannot be written
   (read-only) leaves the result unkept. Either is logged, naming `what`
   the result is.
+
+  Processes that need the same result at once compute it once: the first
+  holds a lock (`_held`) while it computes and keeps the result, and the
+  others wait, then read it.
   """
-  if os.path.exists(path):
-    try:
-      result = read(path)
+  seen = _stat(path)
+  if seen is not None:
+    result = _read_kept(path, read, what)
+    if result is not None:
+      return result
+  with _held(path):
+    if _stat(path) not in (None, seen):  # Kept by another process meanwhile.
+      result = _read_kept(path, read, what)
       if result is not None:
         return result
-    except Exception as e:  # Whatever a bad file raises.
-      logging.warning("Ignoring the unreadable %s %s: %s: %s", what, path,
-                      type(e).__name__, e)
-  result = compute()
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write(path, result)
-  except OSError as e:
-    logging.warning("Could not keep the %s in %s: %s", what, path, e)
+    result = compute()
+    try:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      write(path, result)
+    except OSError as e:
+      logging.warning("Could not keep the %s in %s: %s", what, path, e)
   return result
+
+
+def _stat(path: str) -> Optional[tuple]:
+  """What tells one file at `path` from another written there, or None."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None
+  return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_kept(path: str, read: Callable[[str], Optional[T]],
+               what: str) -> Optional[T]:
+  try:
+    return read(path)
+  except Exception as e:  # Whatever a bad file raises.
+    logging.warning("Ignoring the unreadable %s %s: %s: %s", what, path,
+                    type(e).__name__, e)
+    return None
+
+
+@contextlib.contextmanager
+def _held(path: str):
+  """An exclusive lock for the result at `path`, waited for: flock on a file
+  named by a digest of the path, in the system's temporary folder (not
+  beside the result, whose folder holds results only), let go when the
+  process ends, however it ends. The file stays: removed, a process waiting
+  on it and one making it anew would both hold a lock. None where the file
+  cannot be made or the system has no flock."""
+  name = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:32]
+  folder = os.path.join(tempfile.gettempdir(), "adversarial-locks")
+  try:
+    import fcntl
+    os.makedirs(folder, mode=0o777, exist_ok=True)
+    fd = os.open(os.path.join(folder, f"{name}.lock"),
+                 os.O_RDONLY | os.O_CREAT, 0o666)
+  except (ImportError, OSError):
+    yield
+    return
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # No flock here (NFS): computed without it.
+      pass
+    yield
+  finally:
+    os.close(fd)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import keras
@@ -1132,6 +1133,35 @@ def test_a_result_is_kept_unless_its_folder_cannot_be_written(tmp_path,
     assert keep(read_only) == "result" and len(computed) == 3
   assert "Could not keep the result in" in caplog.text
   assert not os.path.exists(path)
+
+
+def test_a_result_needed_by_two_at_once_is_computed_once(tmp_path):
+  path = str(tmp_path / "kept" / "result.txt")
+  computed, got = [], []
+
+  def compute():
+    computed.append(1)
+    time.sleep(1.0)  # long enough for the other to ask meanwhile
+    return "result"
+
+  def read(p):
+    with open(p) as f:
+      return f.read()
+
+  def need():
+    got.append(files.kept(path, read, compute, files.write_text_atomic,
+                          "result"))
+
+  # Two readers at once, as two evaluations on a fresh data folder: one
+  # computes and keeps it, the other waits and reads it.
+  both = [threading.Thread(target=need) for _ in range(2)]
+  both[0].start()
+  time.sleep(0.2)
+  both[1].start()
+  for t in both:
+    t.join()
+  assert got == ["result", "result"] and len(computed) == 1
+  assert os.listdir(tmp_path / "kept") == ["result.txt"]
 
 
 def test_every_file_is_synced_before_it_takes_its_name(tmp_path,
