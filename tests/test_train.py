@@ -725,40 +725,32 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
     np.testing.assert_array_equal(x, y)
 
 
-# Far more epochs than it runs: on a loaded machine the test may wake from
-# its sleep only seconds later, and the run must still be training.
-LONG_RUN = ["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
-            "--set=monitor_samples=0", "--verbose=0", *TINY]
-
-
-def stopped_in_epoch_2(workdir, mnist_dirs, sig, **kwargs):
-  """A long run of the command line, sent `sig` once it has kept its first
-  checkpoint: (exit status, output, the epoch its checkpoint keeps)."""
-  proc = cli(LONG_RUN + [f"--workdir={workdir}"], mnist_dirs, **kwargs)
+def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
+  workdir = tmp_path / "run"
+  # A shell starts background jobs with SIGINT ignored, and Python keeps an
+  # ignored SIGINT ignored: give the run the default handler, as a terminal
+  # does.
+  # Far more epochs than it runs: on a loaded machine this process may wake
+  # from its sleep only seconds later, and the run must still be training.
+  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
+              "--set=monitor_samples=0", "--verbose=0", *TINY,
+              f"--workdir={workdir}"], mnist_dirs,
+             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   state_file = workdir / "checkpoints" / "state.json"
   deadline = time.time() + 240
   while not state_file.exists() and time.time() < deadline:
     time.sleep(0.05)
   time.sleep(0.2)  # into epoch 2
-  proc.send_signal(sig)
+  proc.send_signal(signal.SIGINT)
   out, _ = proc.communicate(timeout=120)
-  return proc.returncode, out, json.loads(state_file.read_text())["epoch"]
-
-
-def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
-  workdir = tmp_path / "run"
-  state_file = workdir / "checkpoints" / "state.json"
-  # A shell starts background jobs with SIGINT ignored, and Python keeps an
-  # ignored SIGINT ignored: give the run the default handler, as a terminal
-  # does.
-  status, out, epoch = stopped_in_epoch_2(
-      workdir, mnist_dirs, signal.SIGINT,
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-  assert status == 130, out
+  epoch = json.loads(state_file.read_text())["epoch"]
+  assert proc.returncode == 130, out
   assert (f"interrupted: {workdir} keeps its checkpoint of epoch {epoch}; "
           f"the same command resumes from there.") in out
   assert "Traceback" not in out
-  command = LONG_RUN + [f"--workdir={workdir}"]
+  command = ["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
+             "--set=monitor_samples=0", "--verbose=0", *TINY,
+             f"--workdir={workdir}"]
   # Resumed where no file of its size can be written (a full disk), it ends
   # with the file and the reason, keeping its checkpoint.
 
@@ -789,9 +781,17 @@ def test_cli_stopped_by_sigterm_says_where_it_resumes(tmp_path, mnist_dirs):
   # A job scheduler's stop: the same as Ctrl-C, with the shell's status for
   # SIGTERM.
   workdir = tmp_path / "run"
-  status, out, epoch = stopped_in_epoch_2(workdir, mnist_dirs,
-                                          signal.SIGTERM)
-  assert status == 143, out
+  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
+              "--set=monitor_samples=0", "--verbose=0", *TINY,
+              f"--workdir={workdir}"], mnist_dirs)
+  state_file = workdir / "checkpoints" / "state.json"
+  deadline = time.time() + 240
+  while not state_file.exists() and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  epoch = json.loads(state_file.read_text())["epoch"]
+  assert proc.returncode == 143, out
   assert (f"terminated: {workdir} keeps its checkpoint of epoch {epoch}; "
           f"the same command resumes from there.") in out
   assert "Traceback" not in out
