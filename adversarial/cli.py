@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import sys
 from typing import Sequence
 
 from absl import flags
@@ -91,32 +89,13 @@ def io_failure(error: OSError) -> str:
 USAGE_HINT = "Pass --helpshort or --helpfull to see help on flags."
 
 
-class Terminated(KeyboardInterrupt):
-  """SIGTERM (a job scheduler stopping the job, `kill`), raised where the
-  process is, as Ctrl-C raises KeyboardInterrupt: the process stops the same
-  way, its `finally` clauses removing what it had half written."""
-
-
-def _terminate(signum, frame):
-  raise Terminated()
-
-
-def stopped(error: KeyboardInterrupt) -> tuple[str, int]:
-  """How a binary stopped by `error` says so, and its exit status: 143 for
-  SIGTERM and 130 for SIGINT, the shell's statuses for them."""
-  if isinstance(error, Terminated):
-    return "terminated", 128 + signal.SIGTERM
-  return "interrupted", 128 + signal.SIGINT
-
-
 def run(main):
   """`absl.app.run(main)`, where a setting found bad after the flags were
   read (`ConfigError`, `app.UsageError`), a dataset TFDS could not prepare
   or a file that could not be read or written ends the process with its
   message and exit status 1 instead of a traceback. A bad setting prints
   its message and where help is, as absl does for a flag it cannot parse,
-  not the whole list of flags above it. Ctrl-C and SIGTERM end it as
-  `stopped` says, without a traceback.
+  not the whole list of flags above it.
 
   Logging shows warnings and errors unless --verbosity is given: absl's
   default under `app.run`, INFO, adds TensorFlow's and TFDS's notes (each
@@ -130,13 +109,8 @@ def run(main):
     from adversarial.data import DataUnavailableError
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
-    signal.signal(signal.SIGTERM, _terminate)
     try:
       return main(argv)
-    except KeyboardInterrupt as e:
-      how, status = stopped(e)
-      print(how, file=sys.stderr)
-      raise SystemExit(status) from None
     except (ConfigError, app.UsageError) as e:
       raise SystemExit(f"error: {e}\n{USAGE_HINT}") from None
     except DataUnavailableError as e:

@@ -146,10 +146,9 @@ def main(argv):
   except (TrainingDivergedError, TrainingCollapsedError, RunRecordError,
           train_lib.WorkdirInUseError) as e:
     raise SystemExit(f"error: {e}") from None
-  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (`cli.Terminated`)
-    how, status = cli.stopped(e)
-    print(f"{how}: {kept_message(_WORKDIR.value)}", file=sys.stderr)
-    sys.exit(status)
+  except KeyboardInterrupt:
+    print(f"interrupted: {kept_message(_WORKDIR.value)}", file=sys.stderr)
+    sys.exit(130)  # the shell's status for a process ended by SIGINT
   except OSError as e:  # A full disk, a file size limit, a lost mount.
     raise SystemExit(f"error: training stopped: {cli.io_failure(e)}. "
                      f"{kept_message(_WORKDIR.value, mended=True)}") from None

@@ -1,8 +1,6 @@
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -12,8 +10,8 @@ import export
 from adversarial import train_lib
 from adversarial.config import get_preset
 
-from conftest import (module_env, random_images, record_file_events,
-                      run_module, small_config)
+from conftest import (random_images, record_file_events, run_module,
+                      small_config)
 
 
 @pytest.fixture(scope="module")
@@ -273,22 +271,3 @@ def test_export_command_line(run_dir, tmp_path):
   assert "does not fit the run" in foreign.stderr
   assert "Traceback" not in foreign.stderr
   assert _listing(base) == ["1"]
-
-
-def test_an_export_stopped_by_sigterm_leaves_nothing_half_written(run_dir,
-                                                                   tmp_path):
-  base = tmp_path / "serving"
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "export", f"--workdir={run_dir}",
-       f"--export_dir={base}"], env=module_env(), stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
-  # Stopped while it writes the model into its temporary folder.
-  deadline = time.time() + 120
-  while not list(base.glob(".tmp-*")) and time.time() < deadline:
-    time.sleep(0.01)
-  assert list(base.glob(".tmp-*")), "the export never began writing"
-  proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=60)
-  assert proc.returncode == 143, out
-  assert out.strip().endswith("terminated") and "Traceback" not in out
-  assert os.listdir(base) == []

@@ -777,26 +777,6 @@ def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   assert "Traceback" not in out
 
 
-def test_cli_stopped_by_sigterm_says_where_it_resumes(tmp_path, mnist_dirs):
-  # A job scheduler's stop: the same as Ctrl-C, with the shell's status for
-  # SIGTERM.
-  workdir = tmp_path / "run"
-  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
-              "--set=monitor_samples=0", "--verbose=0", *TINY,
-              f"--workdir={workdir}"], mnist_dirs)
-  state_file = workdir / "checkpoints" / "state.json"
-  deadline = time.time() + 240
-  while not state_file.exists() and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=120)
-  epoch = json.loads(state_file.read_text())["epoch"]
-  assert proc.returncode == 143, out
-  assert (f"terminated: {workdir} keeps its checkpoint of epoch {epoch}; "
-          f"the same command resumes from there.") in out
-  assert "Traceback" not in out
-
-
 @pytest.mark.parametrize("flag,message", [
     ("--dataset=mnist_typo", "dataset='mnist_typo' is not accepted"),
     ("--batch_size=0", "batch_size=0 is not accepted"),
