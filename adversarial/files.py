@@ -89,14 +89,29 @@ def sync_tree(path: str) -> None:
     sync_folder(folder)
 
 
+def temporary_name(path: str) -> str:
+  """The name a file for `path` is written under before it is renamed into
+  place: this process's own, so that processes writing the same file do not
+  meet (`path`.PID.tmp)."""
+  return f"{path}.{os.getpid()}.tmp"
+
+
 def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` under a temporary name of this process (so
-  that processes writing the same file do not meet), synced and renamed
+  """Writes `text` to `path` under its `temporary_name`, synced and renamed
   into place."""
-  tmp = f"{path}.{os.getpid()}.tmp"
+  tmp = temporary_name(path)
   with renamed_into_place(tmp, path):
     with open(tmp, "w") as f:
       f.write(text)
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+  """Writes `data` to `path` under its `temporary_name`, synced and renamed
+  into place."""
+  tmp = temporary_name(path)
+  with renamed_into_place(tmp, path):
+    with open(tmp, "wb") as f:
+      f.write(data)
 
 
 def write_text_new(paths: Iterable[str], text: str) -> str:
@@ -111,7 +126,7 @@ def write_text_new(paths: Iterable[str], text: str) -> str:
   """
   paths = iter(paths)
   first = next(paths)
-  tmp = f"{first}.{os.getpid()}.tmp"
+  tmp = temporary_name(first)
   try:
     with open(tmp, "w") as f:
       f.write(text)
@@ -144,10 +159,9 @@ def _take_name(tmp: str, path: str, text: str) -> bool:
 
 
 def savez_atomic(path: str, **arrays) -> None:
-  """`np.savez` of `arrays` under a temporary name of this process (so that
-  processes writing the same file do not meet), synced and renamed into
-  place."""
-  tmp = f"{path}.{os.getpid()}.tmp"
+  """`np.savez` of `arrays` under the `temporary_name` of `path`, synced
+  and renamed into place."""
+  tmp = temporary_name(path)
   with renamed_into_place(tmp, path):
     with open(tmp, "wb") as f:
       np.savez(f, **arrays)

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from adversarial.config import is_integer
-from adversarial.files import renamed_into_place
+from adversarial.files import write_bytes_atomic
 
 
 # What the package's models take as images, in the messages of
@@ -77,15 +77,11 @@ def zoom(picture: np.ndarray, factor: int) -> np.ndarray:
 
 
 def write_png(path: str, picture: np.ndarray) -> None:
-  """Writes uint8 [H, W, C] as a PNG, atomically (temporary file, rename;
-  the temporary file is this process's own, as two evaluations of one run
-  may write its grid at once)."""
+  """Writes uint8 [H, W, C] as a PNG, atomically (`write_bytes_atomic`: two
+  evaluations of one run may write its grid at once)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  data = tf.io.encode_png(np.asarray(picture, np.uint8)).numpy()
-  tmp = f"{path}.{os.getpid()}.tmp"
-  with renamed_into_place(tmp, path):
-    with open(tmp, "wb") as f:
-      f.write(data)
+  write_bytes_atomic(
+      path, tf.io.encode_png(np.asarray(picture, np.uint8)).numpy())
 
 
 def read_png(path: str) -> np.ndarray:

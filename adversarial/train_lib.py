@@ -299,10 +299,11 @@ def _locked(workdir: str):
     os.close(fd)
 
 
-# The temporary files of training's writes (`files`, `callbacks`): a run
-# stopped while it wrote one leaves it behind. Only training writes these,
-# so once a run holds the directory's lock they are leftovers; the files
-# `evaluate` writes beside config.json are not among them.
+# The temporary files of training's writes (`files.temporary_name`, and
+# `callbacks.save_weights_atomic`'s for checkpoints): a run stopped while
+# it wrote one leaves it behind. Only training writes these, so once a run
+# holds the directory's lock they are leftovers; the files `evaluate`
+# writes beside config.json are not among them.
 _LEFTOVERS = (os.path.join("checkpoints", "tmp-*.weights.h5"),
               os.path.join("checkpoints", "*.tmp"),
               os.path.join("samples", "*.tmp"),
