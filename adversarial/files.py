@@ -99,19 +99,19 @@ def temporary_name(path: str) -> str:
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` to `path` under its `temporary_name`, synced and renamed
   into place."""
-  tmp = temporary_name(path)
-  with renamed_into_place(tmp, path):
-    with open(tmp, "w") as f:
-      f.write(text)
+  _write_atomic(path, text, "w")
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-  """Writes `data` to `path` under its `temporary_name`, synced and renamed
-  into place."""
+  """`write_text_atomic` for bytes."""
+  _write_atomic(path, data, "wb")
+
+
+def _write_atomic(path: str, content, mode: str) -> None:
   tmp = temporary_name(path)
   with renamed_into_place(tmp, path):
-    with open(tmp, "wb") as f:
-      f.write(data)
+    with open(tmp, mode) as f:
+      f.write(content)
 
 
 def write_text_new(paths: Iterable[str], text: str) -> str:
