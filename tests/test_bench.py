@@ -120,8 +120,11 @@ def test_bench_rows_for_each_precision(monkeypatch):
     return model
 
   monkeypatch.setattr(train_lib, "build_model", spy)
+  # Two steps a call, not the recipe's 50: the rows and the one-step twin
+  # are the same, and ten models trace in half the time.
   tiny = PAPER_MNIST.override(g_hidden=(16,), d_hidden=(8,), d_pieces=2,
-                              latent_dim=4, batch_size=4)
+                              latent_dim=4, batch_size=4,
+                              steps_per_execution=2)
   rows = bench.bench_model("tiny", tiny, (28, 28, 1), steps=2, repeats=1,
                            precisions=("float32", "mixed_bfloat16"))
   assert [(r["variant"], r["precision"]) for r in rows] == [
@@ -145,11 +148,11 @@ def test_bench_rows_for_each_precision(monkeypatch):
   base = rows[-1]["steps_per_s"]
   assert speedups == {"float32": rows[0]["steps_per_s"] / base,
                       "mixed_bfloat16": rows[5]["steps_per_s"] / base}
-  # The default configuration runs 50 steps a call; its one-step-a-call
-  # twin and the baseline run one.
+  # The configuration's steps a call; its one-step-a-call twin and the
+  # baseline run one.
   calls = {r["variant"]: m.steps_per_execution for (_, m), r in
            zip(built, rows)}
-  assert calls["simultaneous +XLA"] == 50
+  assert calls["simultaneous +XLA"] == 2
   assert calls["simultaneous +XLA 1 step/call"] == 1
 
 
@@ -313,12 +316,13 @@ def test_table_prints_speedups_per_precision_and_gpu_memory():
 
 def test_step_breakdown_times_the_default_steps_parts():
   tiny = PAPER_MNIST.override(g_hidden=(32,), d_hidden=(16,), d_pieces=2,
-                              latent_dim=8, batch_size=10)
+                              latent_dim=8, batch_size=10,
+                              steps_per_execution=5)
   b = bench.step_breakdown(tiny, (28, 28, 1), steps=2, repeats=1)
   assert all(b[k] > 0 for k in ("fit_ms", "train_step_ms",
                                 "train_steps_in_one_program_ms",
                                 "forward_backward_ms", "dots_alone_ms"))
-  assert b["steps_per_call"] == 50
+  assert b["steps_per_call"] == 5
   # G: z -> 32 -> 784; D: 784 -> 16 x 2 -> 1, with the one-unit output's
   # gradients partly not dots (as in the HLO check above).
   g, d = networks.build_networks(tiny.override(update="simultaneous"),
