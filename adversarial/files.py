@@ -99,19 +99,21 @@ def temporary_name(path: str) -> str:
 def write_text_atomic(path: str, text: str) -> None:
   """Writes `text` to `path` under its `temporary_name`, synced and renamed
   into place."""
-  _write_atomic(path, text, "w")
+  _write_atomic(path, "w", lambda f: f.write(text))
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
   """`write_text_atomic` for bytes."""
-  _write_atomic(path, data, "wb")
+  _write_atomic(path, "wb", lambda f: f.write(data))
 
 
-def _write_atomic(path: str, content, mode: str) -> None:
+def _write_atomic(path: str, mode: str, write: Callable) -> None:
+  """`write(f)` of the file `temporary_name(path)` opened in `mode`, synced
+  and renamed into place."""
   tmp = temporary_name(path)
   with renamed_into_place(tmp, path):
     with open(tmp, mode) as f:
-      f.write(content)
+      write(f)
 
 
 def write_text_new(paths: Iterable[str], text: str) -> str:
@@ -161,10 +163,7 @@ def _take_name(tmp: str, path: str, text: str) -> bool:
 def savez_atomic(path: str, **arrays) -> None:
   """`np.savez` of `arrays` under the `temporary_name` of `path`, synced
   and renamed into place."""
-  tmp = temporary_name(path)
-  with renamed_into_place(tmp, path):
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
+  _write_atomic(path, "wb", lambda f: np.savez(f, **arrays))
 
 
 def arrays_digest(*arrays) -> str:
