@@ -3,14 +3,14 @@ from the original files (no network)."""
 
 import fcntl
 import os
-import subprocess
-import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+
+import forked
 
 from adversarial import config as config_lib
 from adversarial import data as data_lib
@@ -31,11 +31,13 @@ def module_env(mnist_dirs=None) -> dict:
   return env
 
 
-def run_module(module, args, mnist_dirs=None, timeout=120):
-  """`python -m module args` in `module_env`, its output captured."""
-  return subprocess.run([sys.executable, "-m", module, *args],
-                        env=module_env(mnist_dirs), capture_output=True,
-                        text=True, timeout=timeout)
+def run_module(module, args, mnist_dirs=None, timeout=120,
+               merge_stderr=False):
+  """`python -m module args` in `module_env`, its output captured (stderr
+  into stdout with `merge_stderr`), in a process forked from one that has
+  imported TensorFlow (`forked`)."""
+  return forked.run_module(module, args, module_env(mnist_dirs), timeout,
+                           merge_stderr=merge_stderr)
 
 
 def record_file_events(monkeypatch) -> list:

@@ -610,7 +610,14 @@ TINY = ["--set=g_hidden=32", "--set=d_hidden=16", "--set=d_pieces=2",
         "--set=latent_dim=8", "--batch_size=20"]
 
 
+def train_cli(args, mnist_dirs, timeout=120):
+  """`python -m adversarial.train args` run to its end, stderr in stdout."""
+  return run_module("adversarial.train", args, mnist_dirs, timeout,
+                    merge_stderr=True)
+
+
 def cli(args, mnist_dirs, **kwargs):
+  """`python -m adversarial.train args` started, for a test to signal."""
   return subprocess.Popen(
       [sys.executable, "-m", "adversarial.train", *args],
       env=module_env(mnist_dirs),
@@ -619,10 +626,11 @@ def cli(args, mnist_dirs, **kwargs):
 
 def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
-  proc = cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
-              "--steps_per_epoch=30", "--set=monitor_samples=1000",
-              "--set=ema_decay=0.9", "--verbosity=0", *TINY], mnist_dirs)
-  out, _ = proc.communicate(timeout=300)
+  proc = train_cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
+                    "--steps_per_epoch=30", "--set=monitor_samples=1000",
+                    "--set=ema_decay=0.9", "--verbosity=0", *TINY],
+                   mnist_dirs, timeout=300)
+  out = proc.stdout
   assert proc.returncode == 0, out
   # Asked for, TFDS's notes on the data it reads are logged.
   assert "Reusing dataset mnist" in out
@@ -825,16 +833,16 @@ def test_a_failed_read_or_write_is_told_in_a_line():
 
 
 def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
-  proc = cli([f"--workdir={tmp_path}", "--batch_size=-5"], mnist_dirs)
-  out, _ = proc.communicate(timeout=120)
+  proc = train_cli([f"--workdir={tmp_path}", "--batch_size=-5"], mnist_dirs)
+  out = proc.stdout
   assert proc.returncode != 0
   assert "batch_size=-5 is not accepted: expected a positive integer" in out
   # The message and where help is, not absl's list of every flag above it.
   assert cli_lib.USAGE_HINT in out
   assert "Work directory of the run." not in out
   assert not os.listdir(tmp_path)
-  proc = cli([f"--workdir={tmp_path}", "--threads=0"], mnist_dirs)
-  out, _ = proc.communicate(timeout=120)
+  proc = train_cli([f"--workdir={tmp_path}", "--threads=0"], mnist_dirs)
+  out = proc.stdout
   assert proc.returncode != 0
   assert "--threads=0: 0 is not a positive integer" in out
   assert not os.listdir(tmp_path)
@@ -842,10 +850,10 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, mnist_dirs):
 
 def test_cli_ends_with_the_message_when_tfds_cannot_prepare_the_data(
     tmp_path, mnist_dirs, wrong_mnist_files):
-  proc = cli([f"--workdir={tmp_path / 'run'}", "--dataset=mnist",
-              f"--tfds_manual_dir={wrong_mnist_files}",
-              f"--tfds_data_dir={tmp_path / 'tfds'}"], mnist_dirs)
-  out, _ = proc.communicate(timeout=120)
+  proc = train_cli([f"--workdir={tmp_path / 'run'}", "--dataset=mnist",
+                    f"--tfds_manual_dir={wrong_mnist_files}",
+                    f"--tfds_data_dir={tmp_path / 'tfds'}"], mnist_dirs)
+  out = proc.stdout
   assert proc.returncode == 1, out
   assert "error: TFDS could not prepare dataset 'mnist'" in out
   assert "--tfds_manual_dir" in out
