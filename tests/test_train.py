@@ -617,7 +617,8 @@ def train_cli(args, mnist_dirs, timeout=120):
 
 
 def cli(args, mnist_dirs, **kwargs):
-  """`python -m adversarial.train args` started, for a test to signal."""
+  """`python -m adversarial.train args` started, for a test to signal or
+  to start with `preexec_fn`."""
   return subprocess.Popen(
       [sys.executable, "-m", "adversarial.train", *args],
       env=module_env(mnist_dirs),
@@ -777,8 +778,8 @@ def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   assert not list(workdir.glob("checkpoints/tmp*"))
   # Its checkpoint lost, the same command ends with the message.
   os.remove(state_file.parent / json.loads(state_file.read_text())["weights"])
-  proc = cli(command, mnist_dirs)
-  out, _ = proc.communicate(timeout=120)
+  proc = train_cli(command, mnist_dirs)
+  out = proc.stdout
   assert proc.returncode == 1, out
   assert (f"error: workdir='{workdir}' cannot go on from epoch {epoch}: its "
           f"checkpoint ") in out
