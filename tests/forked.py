@@ -14,6 +14,7 @@ does. Tests that signal a running command start `python -m` itself.
 
 import atexit
 import functools
+import io
 import json
 import multiprocessing
 import os
@@ -61,15 +62,32 @@ def _fresh_interpreter(env):
   return environ, path[1:]
 
 
+def _open_std_streams(env):
+  """sys.stdout and sys.stderr on file descriptors 1 and 2, buffered as an
+  interpreter started in `env` buffers them: stdout by line on a terminal
+  and by block elsewhere, stderr by line, neither with PYTHONUNBUFFERED."""
+  unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+  for name, fd in (("stdout", 1), ("stderr", 2)):
+    old = getattr(sys, name)
+    stream = io.TextIOWrapper(
+        open(fd, "wb", buffering=0 if unbuffered else -1, closefd=False),
+        encoding=old.encoding, errors=old.errors,
+        line_buffering=not unbuffered and (fd == 2 or os.isatty(fd)),
+        write_through=unbuffered)
+    setattr(sys, name, stream)
+    setattr(sys, f"__{name}__", stream)
+
+
 def _main(module, args, cwd, fresh, out, err):
   """The forked process: `python -m module args` from here on."""
+  env, path = fresh
   sys.stdout.flush()
   sys.stderr.flush()
   for fd, name in ((1, out), (2, err)):
     file = os.open(name, os.O_WRONLY | os.O_APPEND)
     os.dup2(file, fd)
     os.close(file)
-  env, path = fresh
+  _open_std_streams(env)
   os.environ.clear()
   os.environ.update(env)
   tempfile.tempdir = None  # read from TMPDIR again, as a new process does
