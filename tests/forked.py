@@ -9,7 +9,10 @@ that has imported TensorFlow, Keras and TFDS once; importing them takes
 about 6 s of CPU time, which every one of the suite's few dozen commands
 would otherwise pay. The server imports no module of this package, so each
 command defines its absl flags and reads its environment as a fresh process
-does. Tests that signal a running command start `python -m` itself.
+does. Two things are the server's: the lines TensorFlow logs as it loads
+(printed once, to the server's stderr) and the seed of str hashing, the
+same in every forked command. Tests that signal a running command, or
+compare two processes' runs, start `python -m` itself.
 """
 
 import atexit
