@@ -113,6 +113,11 @@ def _main(module, args, cwd, fresh, out, err):
     os._exit(status)
 
 
+def _read(name):
+  with open(name) as file:
+    return file.read()
+
+
 def run_module(module, args, env, timeout, cwd=None, merge_stderr=False):
   """`subprocess.run([python, "-m", module, *args], env=env, cwd=cwd,
   capture_output=True, text=True, timeout=timeout)`, run in a forked process
@@ -130,15 +135,13 @@ def run_module(module, args, env, timeout, cwd=None, merge_stderr=False):
               _fresh_interpreter(tuple(env.items())), out, err))
     process.start()
     process.join(timeout)
-
-    def read(name):
-      with open(name) as file:
-        return file.read()
-
-    if process.exitcode is None:
+    timed_out = process.exitcode is None
+    if timed_out:
       process.kill()
       process.join()
-      raise subprocess.TimeoutExpired(command, timeout, read(out),
-                                      None if merge_stderr else read(err))
-    return subprocess.CompletedProcess(command, process.exitcode, read(out),
-                                       None if merge_stderr else read(err))
+    stdout = _read(out)
+    stderr = None if merge_stderr else _read(err)
+  if timed_out:
+    raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
+  return subprocess.CompletedProcess(command, process.exitcode, stdout,
+                                     stderr)
