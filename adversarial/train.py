@@ -8,7 +8,7 @@ Usage:
       --config=paper_mnist --tfds_manual_dir=path/to/mnist
 
   # Rerunning the same command resumes from the last checkpoint (after
-  # Ctrl-C or a crash alike).
+  # Ctrl-C, SIGTERM or a crash alike).
 
   # The conditional model p(x | c) of Section 7 (one sample row per class):
   python -m adversarial.train --dataset=mnist --workdir=/tmp/cgan --conditional
@@ -22,6 +22,7 @@ directory receives config.json, checkpoints/, samples/ and tensorboard/.
 """
 
 import os
+import signal
 import sys
 
 from absl import app
@@ -131,6 +132,23 @@ def set_threads(n: int):
         f" inter-op")
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM arrived: the run stops as after Ctrl-C."""
+
+
+def stop_on_sigterm():
+  """Makes SIGTERM (`docker stop`, Kubernetes, a batch scheduler's time
+  limit) stop training as Ctrl-C does: the step in hand ends, files being
+  written are discarded whole, and the process says which epoch it keeps
+  before it exits with status 143, the shell's for SIGTERM. Without this
+  the process would end at once and silently; the run would resume alike.
+  """
+  def handler(signum, frame):
+    del signum, frame
+    raise Terminated()
+  signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -140,12 +158,16 @@ def main(argv):
   from adversarial.callbacks import TrainingCollapsedError
   from adversarial.callbacks import TrainingDivergedError
   from adversarial.files import RunRecordError
+  stop_on_sigterm()
   try:
     config = config_from_flags()
     result = train_lib.train(config, _WORKDIR.value, verbose=verbosity())
   except (TrainingDivergedError, TrainingCollapsedError, RunRecordError,
           train_lib.WorkdirInUseError) as e:
     raise SystemExit(f"error: {e}") from None
+  except Terminated:
+    print(f"terminated: {kept_message(_WORKDIR.value)}", file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)
   except KeyboardInterrupt:
     print(f"interrupted: {kept_message(_WORKDIR.value)}", file=sys.stderr)
     sys.exit(130)  # the shell's status for a process ended by SIGINT

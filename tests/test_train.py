@@ -734,7 +734,8 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
     np.testing.assert_array_equal(x, y)
 
 
-def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
+def test_cli_stopped_by_ctrl_c_or_sigterm_says_where_it_resumes(
+    tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
   # A shell starts background jobs with SIGINT ignored, and Python keeps an
   # ignored SIGINT ignored: give the run the default handler, as a terminal
@@ -760,6 +761,23 @@ def test_cli_stopped_by_ctrl_c_says_where_it_resumes(tmp_path, mnist_dirs):
   command = ["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
              "--set=monitor_samples=0", "--verbose=0", *TINY,
              f"--workdir={workdir}"]
+  # Resumed, then sent SIGTERM (docker stop, a scheduler's time limit) in
+  # a later epoch, it stops as after Ctrl-C, with the shell's status 143.
+  proc = cli(command, mnist_dirs)
+  deadline = time.time() + 240
+  while (json.loads(state_file.read_text())["epoch"] == epoch and
+         time.time() < deadline):
+    time.sleep(0.05)
+  time.sleep(0.2)  # into the next epoch
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, out
+  resumed_at, epoch = epoch, json.loads(state_file.read_text())["epoch"]
+  assert epoch > resumed_at
+  assert (f"terminated: {workdir} keeps its checkpoint of epoch {epoch}; "
+          f"the same command resumes from there.") in out
+  assert "Traceback" not in out
+  assert not list(workdir.glob("checkpoints/tmp*"))
   # Resumed where no file of its size can be written (a full disk), it ends
   # with the file and the reason, keeping its checkpoint.
 
