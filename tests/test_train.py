@@ -625,6 +625,17 @@ def cli(args, mnist_dirs, **kwargs):
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def wait_into_next_epoch(state_file, done=0, timeout=240):
+  """Waits until a run's `state_file` records an epoch after `done`, then
+  0.2 s more: into the epoch after that one, far from its end."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and not (
+      state_file.exists() and
+      json.loads(state_file.read_text())["epoch"] > done):
+    time.sleep(0.05)
+  time.sleep(0.2)
+
+
 def test_cli_trains_real_mnist_end_to_end(tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
   proc = train_cli(["--dataset=mnist", f"--workdir={workdir}", "--epochs=2",
@@ -712,10 +723,7 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
   killed_dir = tmp_path / "killed"
   victim = cli(args + [f"--workdir={killed_dir}"], mnist_dirs)
   state_file = killed_dir / "checkpoints" / "state.json"
-  deadline = time.time() + 240
-  while not state_file.exists() and time.time() < deadline:
-    time.sleep(0.05)
-  time.sleep(0.2)  # into epoch 2, far from its end
+  wait_into_next_epoch(state_file)
   victim.send_signal(signal.SIGKILL)
   victim.communicate()
   assert victim.returncode == -signal.SIGKILL
@@ -737,20 +745,18 @@ def test_cli_killed_mid_epoch_resumes_and_ends_as_an_unbroken_run(
 def test_cli_stopped_by_ctrl_c_or_sigterm_says_where_it_resumes(
     tmp_path, mnist_dirs):
   workdir = tmp_path / "run"
+  # Far more epochs than it runs: on a loaded machine this process may wake
+  # from its sleep only seconds later, and the run must still be training.
+  command = ["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
+             "--set=monitor_samples=0", "--verbose=0", *TINY,
+             f"--workdir={workdir}"]
   # A shell starts background jobs with SIGINT ignored, and Python keeps an
   # ignored SIGINT ignored: give the run the default handler, as a terminal
   # does.
-  # Far more epochs than it runs: on a loaded machine this process may wake
-  # from its sleep only seconds later, and the run must still be training.
-  proc = cli(["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
-              "--set=monitor_samples=0", "--verbose=0", *TINY,
-              f"--workdir={workdir}"], mnist_dirs,
+  proc = cli(command, mnist_dirs,
              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   state_file = workdir / "checkpoints" / "state.json"
-  deadline = time.time() + 240
-  while not state_file.exists() and time.time() < deadline:
-    time.sleep(0.05)
-  time.sleep(0.2)  # into epoch 2
+  wait_into_next_epoch(state_file)
   proc.send_signal(signal.SIGINT)
   out, _ = proc.communicate(timeout=120)
   epoch = json.loads(state_file.read_text())["epoch"]
@@ -758,17 +764,10 @@ def test_cli_stopped_by_ctrl_c_or_sigterm_says_where_it_resumes(
   assert (f"interrupted: {workdir} keeps its checkpoint of epoch {epoch}; "
           f"the same command resumes from there.") in out
   assert "Traceback" not in out
-  command = ["--dataset=mnist", "--epochs=200", "--steps_per_epoch=1000",
-             "--set=monitor_samples=0", "--verbose=0", *TINY,
-             f"--workdir={workdir}"]
   # Resumed, then sent SIGTERM (docker stop, a scheduler's time limit) in
   # a later epoch, it stops as after Ctrl-C, with the shell's status 143.
   proc = cli(command, mnist_dirs)
-  deadline = time.time() + 240
-  while (json.loads(state_file.read_text())["epoch"] == epoch and
-         time.time() < deadline):
-    time.sleep(0.05)
-  time.sleep(0.2)  # into the next epoch
+  wait_into_next_epoch(state_file, done=epoch)
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 128 + signal.SIGTERM, out
