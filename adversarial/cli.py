@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+import signal
+import sys
+from typing import Callable, Optional, Sequence
 
 from absl import flags
 
@@ -88,14 +90,44 @@ def io_failure(error: OSError) -> str:
 
 USAGE_HINT = "Pass --helpshort or --helpfull to see help on flags."
 
+# What a binary stopped by Ctrl-C or SIGTERM has left, unless it says more
+# (`run`'s `stopped`): every file the package writes is written under a
+# temporary name and renamed into place once whole, and the temporary file
+# is removed as the stop unwinds.
+STOPPED = ("stopped before it finished; no file it was writing is left "
+           "half-written, and files written before are as they were.")
 
-def run(main):
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM arrived: the binary stops as after Ctrl-C."""
+
+
+def stop_on_sigterm():
+  """Makes SIGTERM (`docker stop`, Kubernetes, a batch scheduler's time
+  limit) stop a binary as Ctrl-C does: the step in hand ends, the files
+  being written are removed as the stop unwinds, and the process says what
+  it keeps. Without this it would end at once and silently, leaving its
+  temporary files behind. A second SIGTERM while it stops is ignored, so
+  that the stop finishes; SIGKILL still ends it at once."""
+  def handler(signum, frame):
+    del signum, frame
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+  signal.signal(signal.SIGTERM, handler)
+
+
+def run(main, stopped: Optional[Callable[[], str]] = None):
   """`absl.app.run(main)`, where a setting found bad after the flags were
   read (`ConfigError`, `app.UsageError`), a dataset TFDS could not prepare
   or a file that could not be read or written ends the process with its
   message and exit status 1 instead of a traceback. A bad setting prints
   its message and where help is, as absl does for a flag it cannot parse,
   not the whole list of flags above it.
+
+  Ctrl-C and SIGTERM (`stop_on_sigterm`) end it with a line on stderr,
+  "interrupted: " or "terminated: " and what `stopped()` says is kept
+  (default `STOPPED`), and the shell's status for the signal, 130 or 143,
+  instead of a traceback or a silent exit.
 
   Logging shows warnings and errors unless --verbosity is given: absl's
   default under `app.run`, INFO, adds TensorFlow's and TFDS's notes (each
@@ -109,6 +141,7 @@ def run(main):
     from adversarial.data import DataUnavailableError
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
+    stop_on_sigterm()
     try:
       return main(argv)
     except (ConfigError, app.UsageError) as e:
@@ -117,5 +150,11 @@ def run(main):
       raise SystemExit(f"error: {e}") from None
     except OSError as e:  # A full disk, a file size limit, a lost mount.
       raise SystemExit(f"error: {io_failure(e)}") from None
+    except KeyboardInterrupt as e:
+      signum = (signal.SIGTERM if isinstance(e, Terminated)
+                else signal.SIGINT)
+      how = "terminated" if signum == signal.SIGTERM else "interrupted"
+      print(f"{how}: {stopped() if stopped else STOPPED}", file=sys.stderr)
+      sys.exit(128 + signum)
 
   app.run(guarded)

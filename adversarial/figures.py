@@ -20,6 +20,7 @@ run in --workdir.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from typing import Optional, Sequence
@@ -165,7 +166,9 @@ def toy_figure(config, stages=(0, 50, 150, 4000), path: str = None):
   axes[0].legend(loc="upper left", fontsize=8)
   fig.tight_layout()
   if path:
-    fig.savefig(path, dpi=90)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=90)
+    files.write_bytes_atomic(path, png.getvalue())
   plt.close(fig)
   return snaps
 

@@ -48,6 +48,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import numpy as np
   from adversarial.files import write_text_atomic
+  from adversarial import callbacks as callbacks_lib
   from adversarial import data as data_lib
   from adversarial import images as images_lib
   from adversarial import inference
@@ -76,7 +77,8 @@ def main(argv):
       model, encoder, test, train.mean(0), _CANDIDATES.value, _SEED.value)
   out = os.path.join(_WORKDIR.value, "inference")
   os.makedirs(out, exist_ok=True)
-  encoder.save_weights(os.path.join(out, "encoder.weights.h5"))
+  callbacks_lib.save_weights_atomic(
+      encoder, os.path.join(out, "encoder.weights.h5"))
   result = dict(scores.to_dict(), fit=fit, steps=_STEPS.value,
                 pixel_weight=_PIXEL_WEIGHT.value, epoch=record.get("epoch"),
                 checkpoint=record["weights"])

@@ -22,7 +22,6 @@ directory receives config.json, checkpoints/, samples/ and tensorboard/.
 """
 
 import os
-import signal
 import sys
 
 from absl import app
@@ -132,23 +131,6 @@ def set_threads(n: int):
         f" inter-op")
 
 
-class Terminated(KeyboardInterrupt):
-  """SIGTERM arrived: the run stops as after Ctrl-C."""
-
-
-def stop_on_sigterm():
-  """Makes SIGTERM (`docker stop`, Kubernetes, a batch scheduler's time
-  limit) stop training as Ctrl-C does: the step in hand ends, files being
-  written are discarded whole, and the process says which epoch it keeps
-  before it exits with status 143, the shell's for SIGTERM. Without this
-  the process would end at once and silently; the run would resume alike.
-  """
-  def handler(signum, frame):
-    del signum, frame
-    raise Terminated()
-  signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -158,19 +140,12 @@ def main(argv):
   from adversarial.callbacks import TrainingCollapsedError
   from adversarial.callbacks import TrainingDivergedError
   from adversarial.files import RunRecordError
-  stop_on_sigterm()
   try:
     config = config_from_flags()
     result = train_lib.train(config, _WORKDIR.value, verbose=verbosity())
   except (TrainingDivergedError, TrainingCollapsedError, RunRecordError,
           train_lib.WorkdirInUseError) as e:
     raise SystemExit(f"error: {e}") from None
-  except Terminated:
-    print(f"terminated: {kept_message(_WORKDIR.value)}", file=sys.stderr)
-    sys.exit(128 + signal.SIGTERM)
-  except KeyboardInterrupt:
-    print(f"interrupted: {kept_message(_WORKDIR.value)}", file=sys.stderr)
-    sys.exit(130)  # the shell's status for a process ended by SIGINT
   except OSError as e:  # A full disk, a file size limit, a lost mount.
     raise SystemExit(f"error: training stopped: {cli.io_failure(e)}. "
                      f"{kept_message(_WORKDIR.value, mended=True)}") from None
@@ -187,8 +162,8 @@ def summary(result, workdir: str) -> str:
 
 
 def kept_message(workdir: str, mended: bool = False) -> str:
-  """What a stopped run keeps, and how to go on: at once after Ctrl-C, or
-  once the cause is `mended` after a failed read or write."""
+  """What a stopped run keeps, and how to go on: at once after Ctrl-C or
+  SIGTERM, or once the cause is `mended` after a failed read or write."""
   from adversarial import callbacks as callbacks_lib
   state = callbacks_lib.read_state(os.path.join(workdir, "checkpoints"))
   then = "once that is mended, the same command" if mended else (
@@ -201,7 +176,7 @@ def kept_message(workdir: str, mended: bool = False) -> str:
 
 def run():
   """Console-script entry point (`adversarial-train`)."""
-  cli.run(main)
+  cli.run(main, stopped=lambda: kept_message(_WORKDIR.value))
 
 
 if __name__ == "__main__":

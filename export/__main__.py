@@ -40,9 +40,19 @@ def main(argv):
   print(f"exported the generator to {path}")
 
 
+def stopped() -> str:
+  """What an export stopped by Ctrl-C or SIGTERM leaves: the version it was
+  writing is removed as the stop unwinds, or was renamed into place whole
+  if the stop came after that."""
+  import export
+  newest = export.next_version(_EXPORT_DIR.value) - 1
+  there = f"the newest there is {newest}" if newest else "it holds none"
+  return f"no version is left half-written in {_EXPORT_DIR.value}; {there}."
+
+
 def run():
   """Console-script entry point."""
-  cli.run(main)
+  cli.run(main, stopped=stopped)
 
 
 if __name__ == "__main__":

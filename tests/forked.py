@@ -11,8 +11,8 @@ would otherwise pay. The server imports no module of this package, so each
 command defines its absl flags and reads its environment as a fresh process
 does. Two things are the server's: the lines TensorFlow logs as it loads
 (printed once, to the server's stderr) and the seed of str hashing, the
-same in every forked command. Tests that signal a running command, or
-compare two processes' runs, start `python -m` itself.
+same in every forked command. Tests that signal a running command from
+outside, or compare two processes' runs, start `python -m` itself.
 """
 
 import atexit

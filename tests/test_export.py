@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 
@@ -10,8 +11,9 @@ import export
 from adversarial import train_lib
 from adversarial.config import get_preset
 
-from conftest import (random_images, record_file_events, run_module,
-                      small_config)
+import forked
+from conftest import (module_env, random_images, record_file_events,
+                      run_module, small_config)
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +273,60 @@ def test_export_command_line(run_dir, tmp_path):
   assert "does not fit the run" in foreign.stderr
   assert "Traceback" not in foreign.stderr
   assert _listing(base) == ["1"]
+
+
+# `python -m export`, which sends itself a signal once the SavedModel is
+# written and checked, before it is renamed into place: the stop arrives at
+# the same point of every run. A SIGTERM is sent again as the stop removes
+# the temporary folder, as an impatient supervisor might. SIGINT gets
+# Python's own handler, as in a process started from a terminal.
+_STOPPED_EXPORT = """
+import shutil
+import signal
+import sys
+
+import export
+from export import __main__ as command
+
+signum = getattr(signal, sys.argv.pop(1))
+check, rmtree = export._check, shutil.rmtree
+
+
+def check_then_stop(*args, **kwargs):
+  check(*args, **kwargs)
+  signal.raise_signal(signum)
+
+
+def rmtree_after_another_sigterm(*args, **kwargs):
+  signal.raise_signal(signal.SIGTERM)
+  rmtree(*args, **kwargs)
+
+
+export._check = check_then_stop
+if signum == signal.SIGTERM:
+  shutil.rmtree = rmtree_after_another_sigterm
+signal.signal(signal.SIGINT, signal.default_int_handler)
+command.run()
+"""
+
+
+@pytest.mark.parametrize("signum,how", [(signal.SIGINT, "interrupted"),
+                                        (signal.SIGTERM, "terminated")])
+def test_export_stopped_by_ctrl_c_or_sigterm_leaves_no_partial_version(
+    run_dir, tmp_path, signum, how):
+  base = tmp_path / "serving"
+  export.export_generator(run_dir, str(base))
+  (tmp_path / "stopped_export.py").write_text(_STOPPED_EXPORT)
+  stopped = forked.run_module(
+      "stopped_export", [signum.name, f"--workdir={run_dir}",
+                         f"--export_dir={base}"],
+      module_env(), timeout=180, cwd=tmp_path)
+  assert stopped.returncode == 128 + signum, stopped.stderr
+  assert (f"{how}: no version is left half-written in {base}; the newest "
+          f"there is 1.") in stopped.stderr
+  assert "Traceback" not in stopped.stderr
+  assert "exported" not in stopped.stdout
+  # The version being written and its temporary folder are gone; version 1
+  # is whole.
+  assert _listing(base) == ["1"]
+  assert os.path.exists(base / "1" / "saved_model.pb")
