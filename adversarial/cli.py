@@ -104,11 +104,11 @@ class Terminated(KeyboardInterrupt):
 
 def stop_on_sigterm():
   """Makes SIGTERM (`docker stop`, Kubernetes, a batch scheduler's time
-  limit) stop a binary as Ctrl-C does: the step in hand ends, the files
-  being written are removed as the stop unwinds, and the process says what
-  it keeps. Without this it would end at once and silently, leaving its
-  temporary files behind. A second SIGTERM while it stops is ignored, so
-  that the stop finishes; SIGKILL still ends it at once."""
+  limit) stop a binary as Ctrl-C does: the TensorFlow call in hand ends,
+  the files being written are removed as the stop unwinds, and the process
+  says what it keeps. Without this it would end at once and silently,
+  leaving its temporary files behind. A second SIGTERM while it stops is
+  ignored, so that the stop finishes; SIGKILL still ends it at once."""
   def handler(signum, frame):
     del signum, frame
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
