@@ -32,12 +32,13 @@ def module_env(mnist_dirs=None) -> dict:
 
 
 def run_module(module, args, mnist_dirs=None, timeout=120,
-               merge_stderr=False):
-  """`python -m module args` in `module_env`, its output captured (stderr
-  into stdout with `merge_stderr`), in a process forked from one that has
-  imported TensorFlow (`forked`)."""
+               merge_stderr=False, cwd=None):
+  """`python -m module args` in `module_env`, run in `cwd` (default: this
+  process's), its output captured (stderr into stdout with
+  `merge_stderr`), in a process forked from one that has imported
+  TensorFlow (`forked`)."""
   return forked.run_module(module, args, module_env(mnist_dirs), timeout,
-                           merge_stderr=merge_stderr)
+                           cwd=cwd, merge_stderr=merge_stderr)
 
 
 def record_file_events(monkeypatch) -> list:

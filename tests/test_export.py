@@ -11,9 +11,8 @@ import export
 from adversarial import train_lib
 from adversarial.config import get_preset
 
-import forked
-from conftest import (module_env, random_images, record_file_events,
-                      run_module, small_config)
+from conftest import (random_images, record_file_events, run_module,
+                      small_config)
 
 
 @pytest.fixture(scope="module")
@@ -317,10 +316,10 @@ def test_export_stopped_by_ctrl_c_or_sigterm_leaves_no_partial_version(
   base = tmp_path / "serving"
   export.export_generator(run_dir, str(base))
   (tmp_path / "stopped_export.py").write_text(_STOPPED_EXPORT)
-  stopped = forked.run_module(
+  stopped = run_module(
       "stopped_export", [signum.name, f"--workdir={run_dir}",
                          f"--export_dir={base}"],
-      module_env(), timeout=180, cwd=tmp_path)
+      timeout=180, cwd=tmp_path)
   assert stopped.returncode == 128 + signum, stopped.stderr
   assert (f"{how}: no version is left half-written in {base}; the newest "
           f"there is 1.") in stopped.stderr
