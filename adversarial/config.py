@@ -481,7 +481,7 @@ class Config:
 
   def differences(self, other: "Config",
                   ignore: tuple[str, ...] = RESUMABLE_FIELDS) -> dict:
-    """The fields, outside `ignore`, whose values differ: {name: (self, other)}."""
+    """{name: (self, other)} for each field outside `ignore` that differs."""
     mine, theirs = self.to_dict(), other.to_dict()
     return {name: (mine[name], theirs[name]) for name in mine
             if name not in ignore and mine[name] != theirs[name]}

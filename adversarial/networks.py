@@ -26,7 +26,7 @@ from adversarial.config import TOY_DATASETS, Config, is_integer
 
 @keras.saving.register_keras_serializable(package="adversarial")
 class Maxout(keras.layers.Layer):
-  """A maxout layer (Goodfellow et al., 2013): the max over `pieces` affine maps.
+  """Maxout (Goodfellow et al., 2013): the max over `pieces` affine maps.
 
   h_i(x) = max_j (x W_ij + b_ij), for i in [0, units) and j in [0, pieces).
   The kernel is laid out [input_dim, units * pieces] as in pylearn2, so unit i
